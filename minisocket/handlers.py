@@ -1,0 +1,174 @@
+"""Layer 04 — request handlers: the object that talks to one client.
+
+Design note
+-----------
+The server creates one handler per request and the handler does all its work in its
+constructor: ``setup()``, then ``handle()``, then ``finish()`` -- ``finish`` runs even
+when ``handle`` raises, so per-request resources are always released.  The handler sees
+``request`` (a connected socket for stream servers, ``(data, server_socket)`` for
+datagram servers), ``client_address`` and ``server``.
+
+``StreamRequestHandler`` wraps the connection in two file objects: ``rfile`` (buffered
+reads; ``readline`` returns ``b''`` at end of file) and ``wfile`` (unbuffered by
+default: every ``write`` is on the wire before it returns, which is what interactive
+protocols expect).  The unbuffered ``wfile`` is a small ``BufferedIOBase`` that calls
+``sendall``: a raw ``SocketIO`` may write only part of the buffer, and a caller who
+ignores the count would silently lose the rest.
+
+``DatagramRequestHandler`` offers the same two files over one datagram: ``rfile``
+reads the packet, and whatever was written to ``wfile`` goes back to the sender in one
+datagram when the handler finishes.  Unlike socketserver, nothing is sent when the
+handler wrote nothing (set ``send_empty_reply = True`` for the old behaviour).
+
+The classic mistake with ``BaseRequestHandler`` is to loop on ``recv()`` until an
+exception: a closed connection is not an exception, it is ``recv()`` returning ``b''``,
+forever, as fast as the CPU allows.  Notebook 04 shows it spinning.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from typing import TYPE_CHECKING, Any, cast
+
+from .trace import emit
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+__all__ = [
+    "BaseRequestHandler",
+    "StreamRequestHandler",
+    "DatagramRequestHandler",
+    "SocketWriter",
+]
+
+
+class BaseRequestHandler:
+    """Serve one request: ``setup()``, ``handle()``, ``finish()``, all from ``__init__``.
+
+    Override ``handle`` (and ``setup``/``finish`` for per-request resources).  The
+    server shuts the request down after the constructor returns; a handler does not
+    close ``request`` itself.
+    """
+
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        self.request = request
+        self.client_address = client_address
+        self.server = server
+        tracer = getattr(server, "tracer", None)
+        if tracer is None:
+            self.setup()
+            try:
+                self.handle()
+            finally:
+                self.finish()
+            return
+        emit(tracer, "setup", client_address)
+        self.setup()
+        try:
+            emit(tracer, "handle", client_address)
+            self.handle()
+        finally:
+            emit(tracer, "finish", client_address)
+            self.finish()
+
+    def setup(self) -> None:
+        """Prepare per-request state. Called before :meth:`handle`."""
+
+    def handle(self) -> None:
+        """Talk to the client. The default does nothing."""
+
+    def finish(self) -> None:
+        """Release per-request state. Called after :meth:`handle`, even if it raised."""
+
+
+class SocketWriter(io.BufferedIOBase):
+    """A write-only file on a socket whose ``write`` sends everything or raises.
+
+    ``write`` returns the full length of the data, as ``BufferedIOBase`` promises, and
+    there is nothing to flush.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: ReadableBuffer) -> int:
+        self._sock.sendall(b)
+        with memoryview(b) as view:
+            return view.nbytes
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+class StreamRequestHandler(BaseRequestHandler):
+    """A handler with file objects ``rfile`` and ``wfile`` on the connection.
+
+    Class attributes:
+
+    ``rbufsize``                 buffer size for ``rfile``; -1 means the default
+    ``wbufsize``                 0 (default): ``wfile`` writes straight to the socket
+    ``timeout``                  a socket timeout for the connection, or ``None``
+    ``disable_nagle_algorithm``  set ``TCP_NODELAY``, so small writes are not delayed
+    """
+
+    rbufsize: int = -1
+    wbufsize: int = 0
+    timeout: float | None = None
+    disable_nagle_algorithm: bool = False
+
+    connection: socket.socket
+    rfile: io.BufferedIOBase
+    wfile: io.BufferedIOBase
+
+    def setup(self) -> None:
+        self.connection = self.request
+        if self.timeout is not None:
+            self.connection.settimeout(self.timeout)
+        if self.disable_nagle_algorithm:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
+        if self.wbufsize == 0:
+            self.wfile = SocketWriter(self.connection)
+        else:
+            self.wfile = cast(io.BufferedIOBase, self.connection.makefile("wb", self.wbufsize))
+
+    def finish(self) -> None:
+        if not self.wfile.closed:
+            try:
+                self.wfile.flush()
+            except OSError:
+                pass  # the client is gone (ECONNRESET, EPIPE): nothing left to deliver
+        self.wfile.close()
+        self.rfile.close()
+
+
+class DatagramRequestHandler(BaseRequestHandler):
+    """A handler for one datagram, with ``rfile``/``wfile`` as in-memory files.
+
+    ``packet`` is the datagram, ``socket`` the server's socket.  What the handler
+    writes to ``wfile`` is sent back to ``client_address`` in one datagram by
+    :meth:`finish` -- or nothing at all if it wrote nothing, unless
+    ``send_empty_reply`` is true.
+    """
+
+    send_empty_reply: bool = False
+
+    packet: bytes
+    socket: socket.socket
+    rfile: io.BytesIO
+    wfile: io.BytesIO
+
+    def setup(self) -> None:
+        self.packet, self.socket = self.request
+        self.rfile = io.BytesIO(self.packet)
+        self.wfile = io.BytesIO()
+
+    def finish(self) -> None:
+        reply = self.wfile.getvalue()
+        if reply or self.send_empty_reply:
+            self.socket.sendto(reply, self.client_address)

@@ -1,0 +1,236 @@
+"""Layer 02 — the loop: serve_forever, shutdown, handle_request over ``selectors``.
+
+Design note
+-----------
+A blocking ``accept()`` cannot be interrupted: a thread parked in it stays there until a
+client arrives, so nothing can ask it to stop.  socketserver therefore never blocks in
+accept; it waits in ``select`` with a timeout (``poll_interval``, 0.5 s) and checks a
+flag between waits.  Its own comment admits the cost: ``shutdown()`` waits up to one
+poll interval, a median of about 250 ms, before the loop notices.
+
+minisocket waits on two descriptors instead of one: the listening socket and the read
+end of a socket pair (a *waker*).  ``shutdown()`` sets the flag and writes one byte to
+the pair, so ``select`` returns at once.  ``poll_interval`` is still accepted and still
+paces ``service_actions()`` when the server is idle, so code written for socketserver
+behaves the same, only faster to stop.
+
+Two of socketserver's hangs are fixed here:
+
+* ``shutdown()`` while no ``serve_forever()`` runs returns at once (socketserver waits
+  forever).  The request stays pending, so a ``serve_forever()`` that is just starting in
+  another thread returns immediately -- exactly what socketserver guarantees.
+* ``shutdown()`` called on the serving thread itself (from a handler of a synchronous
+  server) cannot wait for the loop it is running in; it asks the loop to stop after the
+  current request and returns (socketserver deadlocks).
+
+Who calls what: the application calls ``serve_forever`` (one thread), ``shutdown`` (any
+other thread), or ``handle_request`` (one request, honouring ``timeout``).  The loop
+calls ``_handle_request_noblock`` when the socket is readable -- the pipeline, layer 03
+-- and ``service_actions`` once per iteration.  A subclass may override
+``service_actions`` and ``handle_timeout``.
+"""
+
+from __future__ import annotations
+
+import select
+import selectors
+import socket
+import threading
+import time
+from typing import Any
+
+from .sockets import ServerBase
+from .trace import emit
+
+__all__ = ["ServeLoop", "Waker", "new_selector"]
+
+# poll() scales better than select() and, unlike epoll, costs no extra descriptor per
+# loop: the right default for a loop that watches two descriptors.
+_Selector: type[selectors.BaseSelector] = getattr(
+    selectors, "PollSelector", selectors.SelectSelector
+)
+
+
+def new_selector() -> selectors.BaseSelector:
+    """A fresh selector of the kind the loops use (``poll`` where available)."""
+    return _Selector()
+
+
+class Waker:
+    """A socket pair that makes a ``select`` on :meth:`fileno` return on demand.
+
+    ``wake()`` may be called from any thread, any number of times: a full pipe already
+    means a wake-up is pending, so extra bytes are dropped.  The loop calls ``drain()``
+    when the pair becomes readable.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def wake(self) -> None:
+        try:
+            self._writer.send(b"\0")
+        except BlockingIOError:
+            pass  # the buffer is full: a wake-up is already on its way
+
+    def drain(self) -> None:
+        try:
+            while self._reader.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+class _Run:
+    """One execution of serve_forever: who runs it, how to wake it, when it is over."""
+
+    __slots__ = ("thread_id", "waker", "done")
+
+    def __init__(self) -> None:
+        self.thread_id = threading.get_ident()
+        self.waker = Waker()
+        self.done = threading.Event()
+
+
+class ServeLoop(ServerBase):
+    """The serving loop, for any server with a ``fileno()``.
+
+    ``timeout`` (class attribute, default ``None``): how long ``handle_request`` waits
+    before calling ``handle_timeout``; ``None`` waits forever.
+    """
+
+    timeout: float | None = None
+
+    def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
+        super().__init__(server_address, RequestHandlerClass)
+        self._loop_lock = threading.Lock()
+        self._shutdown_requested = False
+        self._run: _Run | None = None
+
+    # -- for the caller -------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Handle requests until :meth:`shutdown` is called.
+
+        *poll_interval* bounds how long the loop sleeps between calls to
+        :meth:`service_actions`; shutdown does not wait for it.
+        """
+        run = _Run()
+        with self._loop_lock:
+            if self._run is not None:
+                run.waker.close()
+                raise RuntimeError("serve_forever() is already running on this server")
+            self._run = run
+        tracer = self.tracer
+        if tracer is not None:
+            emit(tracer, "serve_forever")
+        try:
+            with new_selector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(run.waker, selectors.EVENT_READ)
+                while not self._shutdown_requested:
+                    ready = selector.select(poll_interval)
+                    # shutdown() may have been called while we slept: stop now, even
+                    # if a request is also waiting (socketserver does the same).
+                    if self._shutdown_requested:
+                        break
+                    for key, _events in ready:
+                        if key.fileobj is run.waker:
+                            run.waker.drain()
+                        else:
+                            self._handle_request_noblock()
+                    self.service_actions()
+        finally:
+            with self._loop_lock:
+                self._shutdown_requested = False
+                self._run = None
+            run.waker.close()
+            run.done.set()
+            if self.tracer is not None:
+                emit(self.tracer, "serve_forever_exit")
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it has returned.
+
+        Returns at once when no loop is running (the request stays pending for the next
+        ``serve_forever``) and when called from the serving thread itself (the loop
+        stops after the current request).  Must not be called while holding anything
+        the serving thread needs.
+        """
+        with self._loop_lock:
+            self._shutdown_requested = True
+            run = self._run
+            if run is not None:
+                run.waker.wake()  # under the lock: the loop cannot close the pair meanwhile
+        if self.tracer is not None:
+            emit(self.tracer, "shutdown", None, "waiting" if run else "no loop running")
+        if run is None or run.thread_id == threading.get_ident():
+            return
+        run.done.wait()
+
+    def handle_request(self) -> None:
+        """Wait for and handle one request, or call :meth:`handle_timeout`.
+
+        Waits at most the smaller of ``self.timeout`` and the socket's own timeout;
+        ``None`` for both means wait as long as it takes.
+        """
+        timeout = self._request_timeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with new_selector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            while not selector.select(timeout):
+                # Only a finite timeout can return nothing; check the clock anyway, in
+                # case the selector woke early.
+                assert deadline is not None
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    self.handle_timeout()
+                    return
+        self._handle_request_noblock()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep up to *seconds*; on the serving thread, a :meth:`shutdown` cuts it short."""
+        run = self._run
+        if run is None or run.thread_id != threading.get_ident():
+            time.sleep(seconds)
+            return
+        # The waker's byte is left unread: the loop drains it on its next turn.
+        select.select([run.waker], [], [], seconds)
+
+    # -- for subclasses ---------------------------------------------------------------
+
+    def service_actions(self) -> None:
+        """Called once per loop iteration (at least every poll_interval). Override it."""
+        if self.tracer is not None:
+            emit(self.tracer, "service_actions")
+
+    def handle_timeout(self) -> None:
+        """Called by :meth:`handle_request` when no request arrived in time."""
+
+    def _handle_request_noblock(self) -> None:
+        """Take one ready request and serve it; the pipeline (layer 03) defines this."""
+        raise NotImplementedError("the request pipeline is layer 03 (minisocket.pipeline)")
+
+    def _request_timeout(self) -> float | None:
+        own = self.timeout
+        sock = getattr(self, "socket", None)
+        theirs: float | None = sock.gettimeout() if sock is not None else None
+        if own is None:
+            return theirs
+        if theirs is None:
+            return own
+        return min(own, theirs)
+
+    @property
+    def serving(self) -> bool:
+        """True while a :meth:`serve_forever` runs (a snapshot: it may change at once)."""
+        return self._run is not None

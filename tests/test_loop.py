@@ -1,0 +1,168 @@
+"""Layer 02: serve_forever, shutdown, handle_request -- with a stub pipeline."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from conftest import HOST, TIMEOUT
+
+from minisocket.loop import ServeLoop, Waker
+from minisocket.sockets import StreamSocketMixIn
+
+
+class CountingLoop(StreamSocketMixIn, ServeLoop):
+    """The loop over a real listening socket; the 'pipeline' just accepts and closes."""
+
+    def __init__(self) -> None:
+        super().__init__((HOST, 0), object)
+        self.handled = 0
+        self.actions = 0
+        self.timeouts = 0
+        self.on_request: object = None
+
+    def _handle_request_noblock(self) -> None:
+        request, _ = self.get_request()
+        request.close()
+        self.handled += 1
+        if callable(self.on_request):
+            self.on_request()
+
+    def service_actions(self) -> None:
+        self.actions += 1
+
+    def handle_timeout(self) -> None:
+        self.timeouts += 1
+
+
+def start(server: ServeLoop, poll_interval: float = 0.5) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not server.serving:
+        assert time.monotonic() < deadline, "serve_forever did not start"
+        time.sleep(0.001)
+    return thread
+
+
+def test_serves_until_shutdown_then_returns() -> None:
+    with CountingLoop() as server:
+        thread = start(server)
+        for _ in range(3):
+            socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        deadline = time.monotonic() + TIMEOUT
+        while server.handled < 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert server.handled == 3
+        assert server.actions >= 3  # once per loop iteration
+        server.shutdown()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive() and not server.serving
+
+
+def test_shutdown_does_not_wait_for_the_poll_interval() -> None:
+    # Behaviour, not timing: with a one-hour poll interval, only the waker can end
+    # the select.  If shutdown relied on polling this test would hang until the
+    # join timeout and fail.
+    with CountingLoop() as server:
+        thread = start(server, poll_interval=3600)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+
+def test_shutdown_without_serve_forever_returns_and_stays_pending() -> None:
+    with CountingLoop() as server:
+        done = threading.Event()
+        threading.Thread(target=lambda: (server.shutdown(), done.set()), daemon=True).start()
+        assert done.wait(TIMEOUT), "shutdown() hung with no serve_forever running"
+        # The request is pending: a serve_forever that starts now returns at once, which
+        # is what lets `t.start(); server.shutdown()` work without a race.
+        thread = threading.Thread(target=server.serve_forever, args=(3600,), daemon=True)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+        # ...and the request was consumed: the next serve_forever serves again.
+        thread = start(server, poll_interval=3600)
+        server.shutdown()
+        thread.join(TIMEOUT)
+
+
+def test_shutdown_from_the_serving_thread_does_not_deadlock() -> None:
+    with CountingLoop() as server:
+        server.on_request = server.shutdown  # as a synchronous handler would
+        thread = start(server, poll_interval=3600)
+        socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+        assert server.handled == 1
+
+
+def test_serve_forever_twice_at_once_is_an_error() -> None:
+    with CountingLoop() as server:
+        thread = start(server)
+        with pytest.raises(RuntimeError, match="already running"):
+            server.serve_forever()
+        server.shutdown()
+        thread.join(TIMEOUT)
+
+
+def test_handle_request_serves_one() -> None:
+    with CountingLoop() as server:
+        socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        server.handle_request()
+        assert (server.handled, server.timeouts) == (1, 0)
+
+
+def test_handle_request_times_out() -> None:
+    with CountingLoop() as server:
+        server.timeout = 0.01
+        server.handle_request()
+        assert (server.handled, server.timeouts) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("own", "sockets", "expected"),
+    [(None, None, None), (2.0, None, 2.0), (None, 3.0, 3.0), (2.0, 3.0, 2.0), (4.0, 3.0, 3.0)],
+)
+def test_request_timeout_is_the_smaller_of_both(
+    own: float | None, sockets: float | None, expected: float | None
+) -> None:
+    with CountingLoop() as server:
+        server.timeout = own
+        server.socket.settimeout(sockets)
+        assert server._request_timeout() == expected
+
+
+def test_pause_is_cut_short_by_shutdown() -> None:
+    with CountingLoop() as server:
+        paused = threading.Event()
+        server.on_request = lambda: (paused.set(), server.pause(3600))
+        thread = start(server)
+        socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        assert paused.wait(TIMEOUT)
+        server.shutdown()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+
+def test_waker_wakes_many_times_and_drains() -> None:
+    waker = Waker()
+    try:
+        for _ in range(100_000):  # more than the socket buffer holds: must not block
+            waker.wake()
+        waker.drain()
+        with pytest.raises(BlockingIOError):
+            waker._reader.recv(1)
+    finally:
+        waker.close()
+
+
+def test_the_loop_alone_has_no_pipeline() -> None:
+    class Bare(StreamSocketMixIn, ServeLoop):
+        pass
+
+    with Bare((HOST, 0), object) as server, pytest.raises(NotImplementedError):
+        server._handle_request_noblock()

@@ -1,0 +1,102 @@
+"""The project's promises about itself: README, environment.yml, pyproject.toml."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import TIMEOUT
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_readme_first_screen_gives_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:30])
+    assert "make lab" in first_screen
+    assert "make test" in first_screen
+    assert "import minisocket as socketserver" in first_screen
+
+
+def test_readme_example_runs() -> None:
+    block = re.search(r"```python\n(.*?)```", README, re.S)
+    assert block is not None
+    code = block.group(1)
+    assert "import minisocket as socketserver" in code
+    code = code.replace("8087", "0")  # the reader's port; the test lets the OS choose
+    namespace: dict[str, Any] = {}
+    runner = threading.Thread(target=exec, args=(code, namespace), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + TIMEOUT
+    while "server" not in namespace:
+        assert time.monotonic() < deadline, "the README example never created its server"
+        time.sleep(0.01)
+    server = namespace["server"]
+    try:
+        with socket.create_connection(server.server_address, timeout=TIMEOUT) as client:
+            client.sendall(b"hello, readme\n")
+            assert client.makefile("rb").readline() == b"HELLO, README\n"
+    finally:
+        server.shutdown()
+        runner.join(TIMEOUT)
+    assert not runner.is_alive()
+    assert server.socket.fileno() == -1  # the example's `with` closed it
+
+
+def test_readme_links_resolve() -> None:
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README):
+        assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def _pyproject_requirements() -> dict[str, SpecifierSet]:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    reqs = [Requirement(r) for group in extras.values() for r in group]
+    reqs += [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
+    return {canonicalize_name(r.name): r.specifier for r in reqs}
+
+
+def _environment() -> tuple[dict[str, SpecifierSet], list[Any]]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda: dict[str, SpecifierSet] = {}
+    pip: list[Any] = []
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            pip.extend(dep["pip"])
+            continue
+        req = Requirement(dep)
+        conda[canonicalize_name(req.name)] = req.specifier
+    return conda, pip
+
+
+def test_environment_yml_agrees_with_pyproject() -> None:
+    conda, pip = _environment()
+    assert pip == ["-e ."]
+    python = conda.pop("python")
+    assert conda.pop("pip") == SpecifierSet()
+    assert conda == _pyproject_requirements()
+    assert python == SpecifierSet(PYPROJECT["project"]["requires-python"])
+
+
+def test_core_library_has_no_runtime_dependencies() -> None:
+    assert PYPROJECT["project"]["dependencies"] == []
+    assert (ROOT / "minisocket" / "py.typed").exists()
+
+
+def test_modules_import_only_from_earlier_layers() -> None:
+    order = ["trace", "sockets", "loop", "pipeline", "handlers", "mixins"]
+    for position, name in enumerate(order):
+        source = (ROOT / "minisocket" / f"{name}.py").read_text()
+        imported = set(re.findall(r"^from \.(\w+) import", source, re.M))
+        later = imported - set(order[:position])
+        assert not later, f"minisocket.{name} imports later layers {later}"
