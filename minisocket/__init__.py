@@ -9,8 +9,16 @@ the order the notebooks teach them (each module imports only from the ones above
     pipeline   03  get_request -> verify -> process -> finish -> shutdown_request
     handlers   04  BaseRequestHandler, StreamRequestHandler, DatagramRequestHandler
     mixins     05  ThreadingMixIn, ForkingMixIn and the composed servers
+    pool       05  ThreadPoolMixIn: a bounded pool of worker threads
+    evented    05  SelectorMixIn: one thread, every connection in one selector
 """
 
+from .evented import (
+    ProtocolRequestHandler,
+    SelectorMixIn,
+    SelectorTCPServer,
+    SelectorUnixStreamServer,
+)
 from .handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
 from .mixins import (
     ForkingMixIn,
@@ -25,6 +33,7 @@ from .mixins import (
     ThreadingUnixStreamServer,
 )
 from .pipeline import BaseServer, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
+from .pool import ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUnixStreamServer
 from .trace import TraceEvent, TraceRecorder
 
 __version__ = "0.1.0"
@@ -50,6 +59,13 @@ __all__ = [
     "StreamRequestHandler",
     "DatagramRequestHandler",
     # minisocket's own
+    "ThreadPoolMixIn",
+    "ThreadPoolTCPServer",
+    "ThreadPoolUnixStreamServer",
+    "SelectorMixIn",
+    "SelectorTCPServer",
+    "SelectorUnixStreamServer",
+    "ProtocolRequestHandler",
     "TraceEvent",
     "TraceRecorder",
 ]

@@ -42,18 +42,13 @@ from typing import Any
 from .sockets import ServerBase
 from .trace import emit
 
-__all__ = ["ServeLoop", "Waker", "new_selector"]
+__all__ = ["ServeLoop", "Waker"]
 
 # poll() scales better than select() and, unlike epoll, costs no extra descriptor per
 # loop: the right default for a loop that watches two descriptors.
 _Selector: type[selectors.BaseSelector] = getattr(
     selectors, "PollSelector", selectors.SelectSelector
 )
-
-
-def new_selector() -> selectors.BaseSelector:
-    """A fresh selector of the kind the loops use (``poll`` where available)."""
-    return _Selector()
 
 
 class Waker:
@@ -91,24 +86,36 @@ class Waker:
 
 
 class _Run:
-    """One execution of serve_forever: who runs it, how to wake it, when it is over."""
+    """One execution of serve_forever: who runs it, what it waits on, when it is over."""
 
-    __slots__ = ("thread_id", "waker", "done")
+    __slots__ = ("thread_id", "selector", "waker", "done")
 
-    def __init__(self) -> None:
+    def __init__(self, selector: selectors.BaseSelector) -> None:
         self.thread_id = threading.get_ident()
+        self.selector = selector
         self.waker = Waker()
         self.done = threading.Event()
+
+    def close(self) -> None:
+        self.selector.close()
+        self.waker.close()
 
 
 class ServeLoop(ServerBase):
     """The serving loop, for any server with a ``fileno()``.
 
     ``timeout`` (class attribute, default ``None``): how long ``handle_request`` waits
-    before calling ``handle_timeout``; ``None`` waits forever.
+    before calling ``handle_timeout``; ``None`` waits forever.  ``selector_class``: the
+    :mod:`selectors` class serve_forever uses (``poll``; servers that watch many
+    connections choose ``epoll``).
+
+    Besides the listening socket and the waker, the loop runs callbacks: a descriptor
+    registered on :attr:`loop_selector` with a callable as its ``data`` gets
+    ``callback(events)`` when ready.  Layer 05's event-driven server builds on that.
     """
 
     timeout: float | None = None
+    selector_class: type[selectors.BaseSelector] = _Selector
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         super().__init__(server_address, RequestHandlerClass)
@@ -124,36 +131,40 @@ class ServeLoop(ServerBase):
         *poll_interval* bounds how long the loop sleeps between calls to
         :meth:`service_actions`; shutdown does not wait for it.
         """
-        run = _Run()
+        run = _Run(self.selector_class())
         with self._loop_lock:
             if self._run is not None:
-                run.waker.close()
+                run.close()
                 raise RuntimeError("serve_forever() is already running on this server")
             self._run = run
-        tracer = self.tracer
-        if tracer is not None:
-            emit(tracer, "serve_forever")
+        if self.tracer is not None:
+            emit(self.tracer, "serve_forever")
         try:
-            with new_selector() as selector:
-                selector.register(self, selectors.EVENT_READ)
-                selector.register(run.waker, selectors.EVENT_READ)
-                while not self._shutdown_requested:
-                    ready = selector.select(poll_interval)
-                    # shutdown() may have been called while we slept: stop now, even
-                    # if a request is also waiting (socketserver does the same).
-                    if self._shutdown_requested:
-                        break
-                    for key, _events in ready:
-                        if key.fileobj is run.waker:
-                            run.waker.drain()
-                        else:
-                            self._handle_request_noblock()
-                    self.service_actions()
+            selector, waker = run.selector, run.waker
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(waker, selectors.EVENT_READ)
+            self._loop_started(selector)
+            while not self._shutdown_requested:
+                ready = selector.select(poll_interval)
+                # shutdown() may have been called while we slept: stop now, even if a
+                # request is also waiting (socketserver does the same).
+                if self._shutdown_requested:
+                    break
+                for key, events in ready:
+                    callback = key.data
+                    if callback is not None:
+                        callback(events)
+                    elif key.fileobj is waker:
+                        waker.drain()
+                    else:
+                        self._handle_request_noblock()
+                self.service_actions()
         finally:
             with self._loop_lock:
                 self._shutdown_requested = False
                 self._run = None
-            run.waker.close()
+            self._loop_stopped(run.selector)
+            run.close()
             run.done.set()
             if self.tracer is not None:
                 emit(self.tracer, "serve_forever_exit")
@@ -185,7 +196,7 @@ class ServeLoop(ServerBase):
         """
         timeout = self._request_timeout()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with new_selector() as selector:
+        with self.selector_class() as selector:
             selector.register(self, selectors.EVENT_READ)
             while not selector.select(timeout):
                 # Only a finite timeout can return nothing; check the clock anyway, in
@@ -216,6 +227,12 @@ class ServeLoop(ServerBase):
     def handle_timeout(self) -> None:
         """Called by :meth:`handle_request` when no request arrived in time."""
 
+    def _loop_started(self, selector: selectors.BaseSelector) -> None:
+        """Called on the serving thread once serve_forever's selector is ready."""
+
+    def _loop_stopped(self, selector: selectors.BaseSelector) -> None:
+        """Called on the serving thread as serve_forever ends, before its selector closes."""
+
     def _handle_request_noblock(self) -> None:
         """Take one ready request and serve it; the pipeline (layer 03) defines this."""
         raise NotImplementedError("the request pipeline is layer 03 (minisocket.pipeline)")
@@ -229,6 +246,12 @@ class ServeLoop(ServerBase):
         if theirs is None:
             return own
         return min(own, theirs)
+
+    @property
+    def loop_selector(self) -> selectors.BaseSelector | None:
+        """The running serve_forever's selector, or ``None``: for the serving thread."""
+        run = self._run
+        return run.selector if run is not None else None
 
     @property
     def serving(self) -> bool:

@@ -94,7 +94,7 @@ def test_core_library_has_no_runtime_dependencies() -> None:
 
 
 def test_modules_import_only_from_earlier_layers() -> None:
-    order = ["trace", "sockets", "loop", "pipeline", "handlers", "mixins"]
+    order = ["trace", "sockets", "loop", "pipeline", "handlers", "mixins", "pool", "evented"]
     for position, name in enumerate(order):
         source = (ROOT / "minisocket" / f"{name}.py").read_text()
         imported = set(re.findall(r"^from \.(\w+) import", source, re.M))
