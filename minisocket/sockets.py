@@ -91,6 +91,9 @@ class ServerBase:
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.server_address!r}>"
+
     def fileno(self) -> int:
         """The descriptor the loop waits on; socket layers return their socket's."""
         raise NotImplementedError(f"{type(self).__name__} has no socket to wait on")

@@ -163,3 +163,8 @@ def test_unlink_on_close_can_be_turned_off(unix_path: str) -> None:
     with Keeping(unix_path, handler):
         pass
     assert os.path.exists(unix_path)
+
+
+def test_repr_names_the_class_and_address() -> None:
+    with Listener((HOST, 0), handler) as server:
+        assert repr(server) == f"<Listener {server.server_address!r}>"

@@ -1,0 +1,173 @@
+"""Helpers for the notebooks: background servers, clients, deterministic traces.
+
+Nothing in the library imports this module; notebooks and their tests do.  Every
+helper binds loopback only, bounds every wait, and cleans up what it starts, so a
+notebook can be re-run top to bottom without leaking sockets or threads.
+
+Output that would change between runs (ports, thread numbers, timestamps) is turned
+into *roles* here -- "loop", "handler-1", "client-1" -- so nbval can compare it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .trace import TraceEvent
+
+__all__ = [
+    "Check",
+    "background",
+    "check",
+    "converse",
+    "open_fds",
+    "sequence_diagram",
+    "thread_roles",
+    "trace_table",
+    "wait_until",
+]
+
+TIMEOUT = 5.0
+
+
+@contextmanager
+def background(server: Any, poll_interval: float = 0.05) -> Iterator[Any]:
+    """Run ``server.serve_forever`` in a daemon thread; on exit shut down, close, join."""
+    thread = threading.Thread(
+        target=server.serve_forever, args=(poll_interval,), name="loop", daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(TIMEOUT)
+        server.server_close()
+
+
+def converse(address: Any, *messages: bytes, family: int = socket.AF_INET) -> bytes:
+    """Connect, send each message, half-close, and return everything received."""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect(address)
+        for message in messages:
+            sock.sendall(message)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
+    """Poll *predicate* every millisecond until true or *timeout*; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def open_fds() -> int:
+    """How many descriptors this process has open (Linux: /proc/self/fd)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_roles(events: Iterable[TraceEvent]) -> dict[str, str]:
+    """Stable names for the threads in a trace: ``loop`` and ``handler-1``, ``handler-2``...
+
+    The thread that ran ``serve_forever`` (or the first event) is the loop; the others
+    are numbered in order of first appearance.
+    """
+    events = list(events)
+    roles: dict[str, str] = {}
+    loop = next((e.thread for e in events if e.step in ("serve_forever", "get_request")), None)
+    if loop is not None:
+        roles[loop] = "loop"
+    for event in events:
+        if event.thread not in roles:
+            roles[event.thread] = f"handler-{len(roles) + (loop is None)}"
+    return roles
+
+
+def _client_roles(events: Sequence[TraceEvent]) -> dict[Any, str]:
+    clients: dict[Any, str] = {}
+    for event in events:
+        if event.client_address is not None and event.client_address not in clients:
+            clients[event.client_address] = f"client-{len(clients) + 1}"
+    return clients
+
+
+def trace_table(events: Iterable[TraceEvent], skip: Sequence[str] = ("service_actions",)) -> str:
+    """The trace as aligned text: step, thread role, client role, detail."""
+    events = [e for e in events if e.step not in skip]
+    threads, clients = thread_roles(events), _client_roles(events)
+    rows = [
+        f"{e.step:<18} {threads[e.thread]:<10} {clients.get(e.client_address, '-'):<9} {e.detail}"
+        for e in events
+    ]
+    return "\n".join(row.rstrip() for row in rows)
+
+
+def sequence_diagram(ax: Any, events: Sequence[TraceEvent], title: str) -> None:
+    """Draw a trace on a matplotlib Axes: one lane per thread, time flowing down.
+
+    Timestamps are replaced by event order, so the drawing is the same on every run:
+    what matters is which thread did what, in which order.
+    """
+    events = [e for e in events if e.step != "service_actions"]
+    roles = thread_roles(events)
+    lanes = {role: i for i, role in enumerate(dict.fromkeys(roles.values()))}
+    for role, x in lanes.items():
+        ax.plot([x, x], [-0.5, len(events) - 0.5], color="0.8", linewidth=1, zorder=0)
+        ax.text(x, -1.2, role, ha="center", va="bottom", fontsize=9, fontweight="bold")
+    previous: tuple[float, float] | None = None
+    for y, event in enumerate(events):
+        x = lanes[roles[event.thread]]
+        ax.scatter([x], [y], s=18, color="C0" if x == 0 else "C1", zorder=2)
+        ax.text(x + 0.08, y, event.step, va="center", fontsize=8)
+        if previous is not None and previous[0] != x:
+            ax.annotate(
+                "", xy=(x, y), xytext=previous, arrowprops={"arrowstyle": "->", "color": "0.5"}
+            )
+        previous = (x, y)
+    ax.set_xlim(-0.5, max(lanes.values()) + 1.5)
+    ax.set_ylim(len(events) - 0.5, -1.6)
+    ax.set_title(title, fontsize=10)
+    ax.axis("off")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One requirement of an exercise: a description and a test returning True/False."""
+
+    description: str
+    test: Callable[[], object]
+
+
+def check(exercise: str, checks: Sequence[Check]) -> bool:
+    """Run an exercise's checks; print one line per check and a verdict. Never raises.
+
+    A check that raises ``NotImplementedError`` means the exercise has not been tried.
+    """
+    passed = 0
+    for item in checks:
+        try:
+            ok = bool(item.test())
+            note = "" if ok else " -- not yet"
+        except NotImplementedError:
+            ok, note = False, " -- not attempted yet"
+        except Exception as exc:
+            ok, note = False, f" -- {type(exc).__name__}: {exc}"
+        passed += ok
+        print(f"  [{'x' if ok else ' '}] {item.description}{note}")
+    solved = passed == len(checks)
+    print(f"{exercise}: {'solved' if solved else f'{passed}/{len(checks)} checks pass'}")
+    return solved
