@@ -15,7 +15,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-cell-timeout=60 \
                --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup lab test lint typecheck unit nbval conformance clean
+.PHONY: setup lab test lint typecheck unit nbval conformance execute clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ ifneq ($(NOTEBOOKS),)
 else
 	@echo "nbval: no notebooks yet"
 endif
+
+# Re-run every notebook in place after changing code it shows (then commit the outputs).
+# Cells meant to fail are tagged raises-exception; tests/test_notebooks.py rejects any
+# other error that --allow-errors would let through.
+execute: setup
+	cd notebooks && for nb in $(notdir $(NOTEBOOKS)); do \
+	  ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace --allow-errors "$$nb" || exit 1; \
+	done
 
 conformance: setup
 	$(BIN)/python -m pytest -p no:nbval -v tests/test_stdlib_conformance.py

@@ -1,0 +1,381 @@
+"""The checks behind the notebooks' exercises.
+
+Each ``check_NN_*`` function takes the reader's answer, runs it against loopback
+servers, prints one line per requirement and a verdict, and never raises: a notebook
+cell that calls it shows how far the reader got.  ``tests/test_exercises.py`` runs
+every check against a reference answer (it must pass) and a wrong one (it must not).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from . import lab
+from .lab import Check
+from .mixins import ThreadingTCPServer
+
+__all__ = [
+    "check_01_backlog",
+    "check_01_keepalive",
+    "check_02_serve_until_quiet",
+    "check_02_stop_after_three",
+    "check_03_allow_list",
+    "check_03_count_errors",
+    "check_04_adder",
+    "check_04_upper_echo",
+    "check_05_compose",
+    "check_05_line_counter",
+]
+
+HOST = "127.0.0.1"
+PATIENCE = 1.0  # seconds a check waits for a reply before calling it missing
+
+
+def _written(function: Any, *args: Any) -> bool:
+    """Call a reader's function on dummy arguments: only a stub's NotImplementedError
+    counts; any other failure means the function has a body (checked properly later)."""
+    try:
+        function(*args)
+    except NotImplementedError:
+        raise
+    except Exception:
+        pass
+    return True
+
+
+def check_01_keepalive(server_class: type[Any]) -> None:
+    """Exercise 01.1: a TCPServer whose server_bind also turns on SO_KEEPALIVE."""
+
+    def keepalive_on_listener() -> bool:
+        with server_class((HOST, 0), object) as server:
+            return bool(server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    def still_records_address() -> bool:
+        with server_class((HOST, 0), object) as server:
+            return bool(server.server_address[1] > 0)
+
+    def inherited_by_connections() -> bool:
+        with server_class((HOST, 0), object) as server:
+            with socket.create_connection(server.server_address, timeout=lab.TIMEOUT):
+                request, _ = server.get_request()
+                with request:
+                    return bool(request.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    lab.check(
+        "Exercise 1",
+        [
+            Check("the listening socket has SO_KEEPALIVE", keepalive_on_listener),
+            Check("server_address still holds the port the kernel chose", still_records_address),
+            Check("accepted connections inherit SO_KEEPALIVE", inherited_by_connections),
+        ],
+    )
+
+
+def check_01_backlog(answer: int | None) -> None:
+    """Exercise 01.2: predict how many of 10 connects a listen(2) socket completes."""
+
+    def correct() -> bool:
+        if answer is None:
+            raise NotImplementedError
+        return answer == lab.connect_burst(2)
+
+    lab.check("Exercise 2", [Check("your prediction matches the kernel", correct)])
+
+
+class _Hello:
+    """A handler that greets and returns (any server's handler signature)."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        if isinstance(request, socket.socket):
+            request.sendall(b"hello")
+
+
+def check_02_stop_after_three(server_class: type[Any]) -> None:
+    """Exercise 02.1: serve_forever returns by itself after three requests."""
+    import threading
+
+    def implemented() -> bool:
+        with server_class((HOST, 0), _Hello) as server:
+            return _written(server.service_actions)
+
+    def stops_after_three() -> bool:
+        with server_class((HOST, 0), _Hello) as server:
+            loop = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+            loop.start()
+            for _ in range(3):
+                lab.converse(server.server_address, timeout=PATIENCE)
+            loop.join(2)
+            if loop.is_alive():
+                server.shutdown()
+                loop.join(lab.TIMEOUT)
+                return False
+            return True
+
+    def not_before_three() -> bool:
+        with server_class((HOST, 0), _Hello) as server:
+            loop = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+            loop.start()
+            for _ in range(2):
+                lab.converse(server.server_address, timeout=PATIENCE)
+            loop.join(0.3)
+            still_serving = loop.is_alive()
+            server.shutdown()
+            loop.join(lab.TIMEOUT)
+            return still_serving
+
+    lab.check(
+        "Exercise 1",
+        [
+            Check("the hooks are implemented", implemented),
+            Check("serve_forever returns after the third request", stops_after_three),
+            Check("...and not after the second", not_before_three),
+        ],
+    )
+
+
+def check_02_serve_until_quiet(serve_until_quiet: Any) -> None:
+    """Exercise 02.2: handle requests until none arrives for `quiet` seconds."""
+    import threading
+    import time
+
+    from .pipeline import TCPServer
+
+    def counts_and_stops() -> bool:
+        with TCPServer((HOST, 0), _Hello) as server:
+
+            def clients() -> None:
+                try:
+                    for _ in range(3):
+                        lab.converse(server.server_address, timeout=PATIENCE)
+                        time.sleep(0.05)
+                except OSError:
+                    pass  # the reader's function stopped serving early
+
+            sender = threading.Thread(target=clients)
+            sender.start()
+            started = time.monotonic()
+            served = serve_until_quiet(server, 0.3)
+            elapsed = time.monotonic() - started
+            sender.join()
+            return bool(served == 3 and elapsed < 2)
+
+    lab.check(
+        "Exercise 2",
+        [Check("serves the three requests, then returns after the quiet period", counts_and_stops)],
+    )
+
+
+def check_03_allow_list(server_class: type[Any]) -> None:
+    """Exercise 03.1: verify_request lets 127.0.0.2 in and keeps everyone else out."""
+
+    def serve(source: str) -> bytes:
+        with server_class((HOST, 0), _Hello) as server:
+            with socket.socket() as client:
+                client.settimeout(lab.TIMEOUT)
+                client.bind((source, 0))
+                client.connect(server.server_address)
+                server.handle_request()
+                return client.recv(100)
+
+    def accepts() -> bool:
+        return serve("127.0.0.2") == b"hello"
+
+    def rejects() -> bool:
+        return serve("127.0.0.1") == b""
+
+    lab.check(
+        "Exercise 1",
+        [
+            Check("a client from 127.0.0.2 gets its greeting", accepts),
+            Check("a client from 127.0.0.1 is turned away", rejects),
+        ],
+    )
+
+
+class _Fails:
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        raise ValueError("a failing handler")
+
+
+def check_03_count_errors(server_class: type[Any]) -> None:
+    """Exercise 03.2: handle_error counts failures in self.errors."""
+
+    def counts() -> bool:
+        with server_class((HOST, 0), _Fails) as server:
+            for _ in range(3):
+                with socket.create_connection(server.server_address, timeout=lab.TIMEOUT):
+                    server.handle_request()
+            return bool(server.errors == 3)
+
+    def starts_at_zero() -> bool:
+        with server_class((HOST, 0), _Fails) as server:
+            return bool(server.errors == 0)
+
+    lab.check(
+        "Exercise 2",
+        [
+            Check("three failing requests count three errors", counts),
+            Check("a new server starts at zero", starts_at_zero),
+        ],
+    )
+
+
+class _ExerciseServer(ThreadingTCPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """The checks report what went wrong; a traceback would only add noise."""
+
+
+def _serve_threaded(handler_class: type[Any]) -> _ExerciseServer:
+    return _ExerciseServer((HOST, 0), handler_class)
+
+
+def check_04_upper_echo(handler_class: type[Any]) -> None:
+    """Exercise 04.1: an upper-case echo that stops at end of file."""
+    import threading
+
+    def implemented() -> bool:
+        return _written(handler_class.handle, type("Probe", (), {"request": None})())
+
+    def echoes() -> bool:
+        with lab.background(_serve_threaded(handler_class)) as server:
+            reply = lab.converse(server.server_address, b"hello, ", b"world", timeout=PATIENCE)
+            return reply == b"HELLO, WORLD"
+
+    def stops() -> bool:
+        with lab.background(_serve_threaded(handler_class)) as server:
+            lab.converse(server.server_address, b"bye", timeout=PATIENCE)
+            threads = [t for t in threading.enumerate() if "process_request" in t.name]
+            return lab.wait_until(lambda: not any(t.is_alive() for t in threads), 1.0)
+
+    lab.check(
+        "Exercise 1",
+        [
+            Check("handle() is written", implemented),
+            Check("everything comes back upper-cased", echoes),
+            Check("the handler returns when the client closes", stops),
+        ],
+    )
+
+
+def check_04_adder(handler_class: type[Any]) -> None:
+    """Exercise 04.2: a line protocol that adds integers."""
+
+    def implemented() -> bool:
+        return _written(handler_class.handle, type("Probe", (), {"rfile": None, "wfile": None})())
+
+    def adds() -> bool:
+        with lab.background(_serve_threaded(handler_class)) as server:
+            reply = lab.converse(server.server_address, b"1 2 3\n40 2\n-5\n", timeout=PATIENCE)
+            return reply == b"6\n42\n-5\n"
+
+    def rejects() -> bool:
+        with lab.background(_serve_threaded(handler_class)) as server:
+            return lab.converse(server.server_address, b"1 two\n", timeout=PATIENCE) == b"ERR\n"
+
+    lab.check(
+        "Exercise 2",
+        [
+            Check("handle() is written", implemented),
+            Check("sums arrive one line per line", adds),
+            Check("a line that is not all integers gets ERR", rejects),
+        ],
+    )
+
+
+class _SlowEcho:
+    """Waits 0.2 s, then echoes one read (any stream server)."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        import time
+
+        data = request.recv(1024)
+        time.sleep(0.2)
+        request.sendall(data)
+
+
+def check_05_compose(server_class: type[Any] | None) -> None:
+    """Exercise 05.1: a composed threading TCP server."""
+    import threading
+    import time
+
+    from .mixins import ThreadingMixIn
+    from .pipeline import TCPServer
+
+    def composed() -> bool:
+        if server_class is None:
+            raise NotImplementedError
+        return issubclass(server_class, ThreadingMixIn) and issubclass(server_class, TCPServer)
+
+    def mixin_first() -> bool:
+        assert server_class is not None
+        mro = server_class.__mro__
+        return mro.index(ThreadingMixIn) < mro.index(TCPServer)
+
+    def concurrent() -> bool:
+        assert server_class is not None
+        with lab.background(server_class((HOST, 0), _SlowEcho)) as server:
+            replies: list[bytes] = []
+            clients = [
+                threading.Thread(
+                    target=lambda: replies.append(
+                        lab.converse(server.server_address, b"hi", timeout=PATIENCE)
+                    )
+                )
+                for _ in range(2)
+            ]
+            started = time.monotonic()
+            for c in clients:
+                c.start()
+            for c in clients:
+                c.join()
+            return replies == [b"hi", b"hi"] and time.monotonic() - started < 0.38
+
+    lab.check(
+        "Exercise 1",
+        [
+            Check("it is a ThreadingMixIn and a TCPServer", composed),
+            Check("the mix-in comes first in the MRO", mixin_first),
+            Check("two slow clients are served at the same time", concurrent),
+        ],
+    )
+
+
+def check_05_line_counter(handler_class: type[Any]) -> None:
+    """Exercise 05.2: count complete lines across arbitrary chunks."""
+    import time
+
+    from .evented import SelectorTCPServer
+
+    def implemented() -> bool:
+        probe = handler_class(None, None, None)
+        probe.send = lambda data: None
+        return _written(probe.data_received, b"x\n")
+
+    def talk(*chunks: bytes) -> bytes:
+        with lab.background(SelectorTCPServer((HOST, 0), handler_class)) as server:
+            with socket.create_connection(server.server_address, timeout=PATIENCE) as client:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for chunk in chunks:
+                    client.sendall(chunk)
+                    time.sleep(0.02)  # separate segments, so separate data_received calls
+                client.shutdown(socket.SHUT_WR)
+                received = b""
+                while data := client.recv(1024):
+                    received += data
+                return received
+
+    lab.check(
+        "Exercise 2",
+        [
+            Check("data_received is written", implemented),
+            Check("one line at a time", lambda: talk(b"a\n", b"b\n") == b"1\n2\n"),
+            Check(
+                "lines split across pieces",
+                lambda: talk(b"hel", b"lo\nwor", b"ld\n") == b"1\n2\n",
+            ),
+            Check("several lines in one piece", lambda: talk(b"x\ny\nz\n") == b"1\n2\n3\n"),
+        ],
+    )

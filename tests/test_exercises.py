@@ -1,0 +1,223 @@
+"""Every exercise check accepts a right answer and rejects wrong ones.
+
+A check that could not fail would tell a reader nothing, so each one is run here
+against a reference answer (the verdict must be "solved"), the notebook's stub ("not
+attempted yet"), and a plausible wrong answer.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import minisocket
+from minisocket import exercises
+
+
+def verdict(check: Callable[..., None], answer: Any, capsys: pytest.CaptureFixture[str]) -> str:
+    check(answer)
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+# -- 01 -------------------------------------------------------------------------------
+
+
+class KeepAlive(minisocket.TCPServer):
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        super().server_bind()
+
+
+class KeepAliveForgetsAddress(minisocket.TCPServer):
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.socket.bind(self.server_address)
+
+
+class Stub01(minisocket.TCPServer):
+    def server_bind(self) -> None:
+        raise NotImplementedError
+
+
+def test_01_keepalive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_01_keepalive, KeepAlive, capsys) == "Exercise 1: solved"
+    assert verdict(exercises.check_01_keepalive, KeepAliveForgetsAddress, capsys).endswith(
+        "1/3 checks pass"
+    )
+    assert verdict(exercises.check_01_keepalive, Stub01, capsys).endswith("0/3 checks pass")
+
+
+def test_01_backlog(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_01_backlog, 3, capsys) == "Exercise 2: solved"
+    assert verdict(exercises.check_01_backlog, 2, capsys).endswith("0/1 checks pass")
+    exercises.check_01_backlog(None)
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+# -- 02 -------------------------------------------------------------------------------
+
+
+class StopAfterThree(minisocket.TCPServer):
+    handled = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        super().process_request(request, client_address)
+        self.handled += 1
+
+    def service_actions(self) -> None:
+        if self.handled >= 3:
+            self.shutdown()  # on the serving thread: minisocket does not deadlock
+
+
+class StopAfterTwo(StopAfterThree):
+    def service_actions(self) -> None:
+        if self.handled >= 2:
+            self.shutdown()
+
+
+def test_02_stop_after_three(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_02_stop_after_three, StopAfterThree, capsys).endswith("solved")
+    # It stops after two: the third client is never answered, and it did not keep serving.
+    assert verdict(exercises.check_02_stop_after_three, StopAfterTwo, capsys).endswith(
+        "1/3 checks pass"
+    )
+
+
+def serve_until_quiet(server: Any, quiet: float) -> int:
+    served = 0
+    timed_out = False
+
+    def on_timeout() -> None:
+        nonlocal timed_out
+        timed_out = True
+
+    server.timeout = quiet
+    server.handle_timeout = on_timeout
+    while True:
+        server.handle_request()
+        if timed_out:
+            return served
+        served += 1
+
+
+def serve_once(server: Any, quiet: float) -> int:
+    server.handle_request()
+    return 1
+
+
+def test_02_serve_until_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_02_serve_until_quiet, serve_until_quiet, capsys).endswith(
+        "solved"
+    )
+    assert verdict(exercises.check_02_serve_until_quiet, serve_once, capsys).endswith(
+        "0/1 checks pass"
+    )
+
+
+# -- 03 -------------------------------------------------------------------------------
+
+
+class LocalOnly(minisocket.TCPServer):
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return bool(client_address[0] == "127.0.0.2")
+
+
+class Everyone(minisocket.TCPServer):
+    pass
+
+
+class Counting(minisocket.TCPServer):
+    errors = 0
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.errors += 1
+
+
+def test_03_allow_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_03_allow_list, LocalOnly, capsys).endswith("solved")
+    assert verdict(exercises.check_03_allow_list, Everyone, capsys).endswith("1/2 checks pass")
+
+
+def test_03_count_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_03_count_errors, Counting, capsys).endswith("solved")
+    assert verdict(exercises.check_03_count_errors, Everyone, capsys).endswith("0/2 checks pass")
+
+
+# -- 04 -------------------------------------------------------------------------------
+
+
+class UpperEcho(minisocket.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(1024):
+            self.request.sendall(data.upper())
+
+
+class Adder(minisocket.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            try:
+                total = sum(int(word) for word in line.split())
+            except ValueError:
+                self.wfile.write(b"ERR\n")
+            else:
+                self.wfile.write(b"%d\n" % total)
+
+
+class AdderWithoutErrors(minisocket.StreamRequestHandler):
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(b"%d\n" % sum(int(word) for word in line.split()))
+
+
+def test_04_upper_echo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_04_upper_echo, UpperEcho, capsys).endswith("solved")
+
+
+def test_04_adder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_04_adder, Adder, capsys).endswith("solved")
+    assert verdict(exercises.check_04_adder, AdderWithoutErrors, capsys).endswith("2/3 checks pass")
+
+
+# -- 05 -------------------------------------------------------------------------------
+
+
+class ThreadingEchoServer(minisocket.ThreadingMixIn, minisocket.TCPServer):
+    pass
+
+
+class Backwards(minisocket.TCPServer, minisocket.ThreadingMixIn):
+    pass
+
+
+class LineCounter(minisocket.ProtocolRequestHandler):
+    lines = 0
+
+    def data_received(self, data: bytes) -> None:
+        for _ in range(data.count(b"\n")):
+            self.lines += 1
+            self.send(b"%d\n" % self.lines)
+
+
+class ChunkCounter(minisocket.ProtocolRequestHandler):
+    """Wrong: counts data_received calls, not lines."""
+
+    calls = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.calls += 1
+        self.send(b"%d\n" % self.calls)
+
+
+def test_05_compose(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_05_compose, ThreadingEchoServer, capsys).endswith("solved")
+    assert verdict(exercises.check_05_compose, Backwards, capsys).endswith("1/3 checks pass")
+    assert verdict(exercises.check_05_compose, None, capsys).endswith("0/3 checks pass")
+
+
+def test_05_line_counter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_05_line_counter, LineCounter, capsys).endswith("solved")
+    out = verdict(exercises.check_05_line_counter, ChunkCounter, capsys)
+    assert not out.endswith("solved")
