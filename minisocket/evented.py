@@ -40,8 +40,10 @@ The reference example, the blog's upper-case echo, is three lines::
 
 from __future__ import annotations
 
+import logging
 import selectors
 import socket
+import time
 from typing import TYPE_CHECKING, Any
 
 from .pipeline import TCPServer, UnixStreamServer
@@ -53,6 +55,8 @@ __all__ = [
     "SelectorTCPServer",
     "SelectorUnixStreamServer",
 ]
+
+logger = logging.getLogger("minisocket")
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
@@ -71,12 +75,17 @@ class ProtocolRequestHandler:
     Override the callbacks; call :meth:`send` and :meth:`close`.  Attributes:
     ``request`` (the non-blocking socket), ``client_address``, ``server``.
     ``high_water``/``low_water``: output-buffer sizes (bytes) at which reading from
-    this connection pauses and resumes.  ``disable_nagle_algorithm`` (default true,
-    as in asyncio): set ``TCP_NODELAY`` on TCP connections.
+    this connection pauses and resumes.  ``max_buffered``: past this many unsent
+    bytes the connection is aborted with ``BufferError`` -- back-pressure stops the
+    *client* from making the server produce more, but a handler that keeps calling
+    ``send`` without looking at :attr:`buffered` would otherwise grow the buffer
+    without limit (``None``: no limit).  ``disable_nagle_algorithm`` (default true, as
+    in asyncio): set ``TCP_NODELAY`` on TCP connections.
     """
 
     high_water: int = 256 * 1024
     low_water: int = 64 * 1024
+    max_buffered: int | None = 64 * 1024 * 1024
     disable_nagle_algorithm: bool = True  # as asyncio does: replies go out at once
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
@@ -89,6 +98,7 @@ class ProtocolRequestHandler:
         self._eof = False
         self._selector: selectors.BaseSelector | None = None
         self._events = 0  # what the selector watches for us now
+        self._last_active = time.monotonic()  # for the server's idle_timeout
 
     # -- callbacks: override these ----------------------------------------------------
 
@@ -136,6 +146,10 @@ class ProtocolRequestHandler:
             self._out += memoryview(data)[sent:]
         else:
             self._out += data
+        if self.max_buffered is not None and len(self._out) > self.max_buffered:
+            self._out.clear()
+            self._lose(BufferError(f"more than {self.max_buffered} bytes waiting to be sent"))
+            return
         self._update_events()
 
     def close(self) -> None:
@@ -187,6 +201,7 @@ class ProtocolRequestHandler:
             self._lose(exc)
             return
         if size:
+            self._last_active = time.monotonic()
             tracer = server.tracer
             if tracer is not None:
                 emit(tracer, "data_received", self.client_address, f"{size} bytes")
@@ -265,10 +280,15 @@ class SelectorMixIn(_MixInBase):
     Connections are served only while ``serve_forever`` runs; after ``shutdown()``
     they stay open, frozen, until the next ``serve_forever`` (which resumes them) or
     ``server_close`` (which closes them).  ``handle_request`` is not supported.
+
+    ``idle_timeout`` (seconds, default ``None``): connections that received nothing for
+    that long are closed (``connection_lost`` gets a ``TimeoutError``), checked from
+    ``service_actions``, so within ``idle_timeout`` plus a ``poll_interval``.
     """
 
     selector_class: type[selectors.BaseSelector] = selectors.DefaultSelector
     read_size: int = 64 * 1024
+    _next_sweep: float = 0.0
 
     def server_activate(self) -> None:
         handler = self.RequestHandlerClass
@@ -299,6 +319,25 @@ class SelectorMixIn(_MixInBase):
         super()._loop_started(selector)
         for connection in self._connections:  # left open by an earlier run
             connection._attach(selector)
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        idle = self.idle_timeout
+        if idle is not None:
+            now = time.monotonic()
+            if now >= self._next_sweep:
+                # A sweep is O(connections): a few per idle period, not one per event.
+                self._next_sweep = now + min(idle / 4, 1.0)
+                for connection in list(self._connections):
+                    if now - connection._last_active > idle:
+                        self._close_idle(connection)
+
+    def _close_idle(self, connection: ProtocolRequestHandler) -> None:
+        if self.tracer is not None:
+            emit(self.tracer, "idle_timeout", connection.client_address)
+        logger.info("closed idle connection from %s", connection.client_address)
+        connection._out.clear()
+        connection._lose(TimeoutError(f"idle for more than {self.idle_timeout} s"))
 
     def _loop_stopped(self, selector: selectors.BaseSelector) -> None:
         for connection in self._connections:  # frozen until the next run or close

@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING, Any, cast
 from .trace import emit
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = [
     "BaseRequestHandler",
     "StreamRequestHandler",
     "DatagramRequestHandler",
     "SocketWriter",
+    "LineLimitedReader",
+    "LineTooLong",
 ]
 
 
@@ -105,6 +107,50 @@ class SocketWriter(io.BufferedIOBase):
         return self._sock.fileno()
 
 
+class LineTooLong(ValueError):
+    """``rfile.readline()`` found no newline within the handler's ``max_line_length``."""
+
+
+class LineLimitedReader(io.BufferedIOBase):
+    """A buffered reader whose ``readline`` (and line iteration) refuses long lines.
+
+    ``readline()`` with no size, or a size above *limit*, reads at most *limit* + 1
+    bytes and raises :class:`LineTooLong` if no newline came within *limit*; the rest of
+    the reader's interface is the wrapped reader's.  A client can then no longer make a
+    handler buffer an endless line in memory.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, limit: int) -> None:
+        self._reader = raw
+        self.limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> bytes:
+        wanted = self.limit + 1 if size is None or size < 0 or size > self.limit else size
+        line = self._reader.readline(wanted)
+        if len(line) > self.limit and not line.endswith(b"\n"):
+            raise LineTooLong(f"no newline within {self.limit} bytes")
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._reader.read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._reader.read1(size)
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        return self._reader.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
+
+
 class StreamRequestHandler(BaseRequestHandler):
     """A handler with file objects ``rfile`` and ``wfile`` on the connection.
 
@@ -114,12 +160,17 @@ class StreamRequestHandler(BaseRequestHandler):
     ``wbufsize``                 0 (default): ``wfile`` writes straight to the socket
     ``timeout``                  a socket timeout for the connection, or ``None``
     ``disable_nagle_algorithm``  set ``TCP_NODELAY``, so small writes are not delayed
+    ``max_line_length``          ``rfile.readline()`` raises :class:`LineTooLong` past
+                                 this many bytes without a newline (``None``: no limit,
+                                 as in socketserver, where one endless line from a
+                                 client fills the server's memory)
     """
 
     rbufsize: int = -1
     wbufsize: int = 0
     timeout: float | None = None
     disable_nagle_algorithm: bool = False
+    max_line_length: int | None = None
 
     connection: socket.socket
     rfile: io.BufferedIOBase
@@ -132,6 +183,8 @@ class StreamRequestHandler(BaseRequestHandler):
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
+        if self.max_line_length is not None:
+            self.rfile = LineLimitedReader(self.rfile, self.max_line_length)
         if self.wbufsize == 0:
             self.wfile = SocketWriter(self.connection)
         else:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import sys
 from typing import Any
 
 from .loop import ServeLoop
@@ -160,7 +161,16 @@ class BaseServer(ServeLoop):
         )
 
     def _report_error(self, request: Any, client_address: Any) -> None:
-        """Trace, then call :meth:`handle_error`; every error path goes through here."""
+        """Trace, then call :meth:`handle_error`; every error path goes through here.
+
+        A ``TimeoutError`` on a server with an ``idle_timeout`` is the idle timeout doing
+        its job, not a failure: it is logged at INFO and ``handle_error`` is not called.
+        """
+        if isinstance(sys.exc_info()[1], TimeoutError) and getattr(self, "idle_timeout", None):
+            if self.tracer is not None:
+                emit(self.tracer, "idle_timeout", client_address)
+            logger.info("closed idle connection from %s", client_address)
+            return
         if self.tracer is not None:
             emit(self.tracer, "handle_error", client_address)
         self.handle_error(request, client_address)

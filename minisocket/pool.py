@@ -43,9 +43,10 @@ class ThreadPoolMixIn(ThreadingMixIn):
 
     ``max_workers``: worker threads, started on the first request.  ``queue_size``:
     accepted connections that may wait for a worker; past that, refused.
-    ``daemon_threads`` and ``block_on_close`` apply to the workers as they do to
-    ``ThreadingMixIn``'s threads: on close, queued requests are still served, then the
-    workers exit (and are joined, with ``block_on_close``).
+    ``daemon_threads``, ``block_on_close`` and ``close_grace`` apply to the workers as
+    they do to ``ThreadingMixIn``'s threads.  On close, connections still queued are
+    closed, the ones being served get ``close_grace`` to finish, then the workers exit
+    (and are joined, with ``block_on_close``).
     """
 
     max_workers: int = 16
@@ -115,13 +116,28 @@ class ThreadPoolMixIn(ThreadingMixIn):
         self.shutdown_request(request)
 
     def server_close(self) -> None:
-        super().server_close()
         jobs, workers = self._jobs, self._workers
         self._jobs, self._workers = None, ()
+        if jobs is not None:
+            # Connections still waiting for a worker will not get one: end them now, so
+            # that a queue of idle clients cannot keep the workers busy after closing.
+            dropped = 0
+            while True:
+                try:
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not _STOP:
+                    self.shutdown_request(job[0])
+                    dropped += 1
+            if dropped:
+                logger.info("server_close: closed %d connection(s) still queued", dropped)
+        # Closes the socket, then lets the requests being served finish (close_grace).
+        super().server_close()
         if jobs is None:
             return
         for _ in workers:
-            jobs.put(_STOP)  # behind the queued requests: those are still served
+            jobs.put(_STOP)
         if self.block_on_close and not self.daemon_threads:
             for worker in workers:
                 worker.join()

@@ -30,11 +30,15 @@ Where minisocket differs, on purpose:
   default ``AF_INET``; socketserver fails with ``gaierror``.
 * A Unix-domain server removes the socket file it created when it closes, so the same
   path can be bound again (set ``unlink_on_close = False`` to keep it).
+* A datagram larger than ``max_packet_size`` is reported and dropped instead of being
+  handed over silently truncated.
+* ``idle_timeout`` bounds how long a stream connection may stay silent.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -47,6 +51,7 @@ __all__ = [
     "ServerBase",
     "StreamSocketMixIn",
     "DatagramSocketMixIn",
+    "DatagramTruncated",
     "UnixSocketFileMixIn",
     "UnixStreamSocketMixIn",
     "UnixDatagramSocketMixIn",
@@ -54,6 +59,9 @@ __all__ = [
 ]
 
 RequestHandlerFactory = Callable[..., Any]
+
+logger = logging.getLogger("minisocket")
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
 
 
 def family_for_address(address: Any, default: int) -> int:
@@ -126,6 +134,14 @@ class StreamSocketMixIn(ServerBase):
     ``request_queue_size``    the ``listen`` backlog, ``socket.SOMAXCONN``
     ``allow_reuse_address``   set ``SO_REUSEADDR`` so a restart can bind at once
     ``allow_reuse_port``      set ``SO_REUSEPORT`` so several servers share a port
+    ``idle_timeout``          seconds a connection may stay silent (``None``: forever)
+
+    ``idle_timeout`` becomes each accepted socket's timeout, so a blocking handler's
+    read raises ``TimeoutError`` when its client has been idle that long; the server
+    logs it at INFO and closes the connection.  (A handler's own ``timeout`` wins.)
+    The event-driven server closes idle connections itself.  Without it, one idle
+    client holds a synchronous server, a pool worker or a thread for as long as it
+    likes.
     """
 
     address_family: int = socket.AF_INET
@@ -133,6 +149,7 @@ class StreamSocketMixIn(ServerBase):
     request_queue_size: int = socket.SOMAXCONN
     allow_reuse_address: bool = False
     allow_reuse_port: bool = False
+    idle_timeout: float | None = None
 
     socket: socket.socket
 
@@ -184,6 +201,8 @@ class StreamSocketMixIn(ServerBase):
         non-blocking socket) or the accept failed; the pipeline decides what to do.
         """
         request, client_address = self.socket.accept()
+        if self.idle_timeout is not None:
+            request.settimeout(self.idle_timeout)
         if self.tracer is not None:
             emit(self.tracer, "get_request", client_address)
         return request, client_address
@@ -207,22 +226,52 @@ class StreamSocketMixIn(ServerBase):
         request.close()
 
 
+class DatagramTruncated(OSError):
+    """A datagram was larger than ``max_packet_size``; its tail is lost."""
+
+
 class DatagramSocketMixIn(StreamSocketMixIn):
     """A bound UDP socket: each datagram is one request, replies go back with sendto.
 
     A request is ``(data, server_socket)``; there is no connection to shut down or
-    close, and no ``listen``.  ``max_packet_size`` is the ``recvfrom`` buffer size.
+    close, and no ``listen``.  ``max_packet_size`` is the receive buffer size.
+
+    A datagram larger than ``max_packet_size`` does not fit: the kernel drops its tail.
+    socketserver hands the truncated bytes to the handler as if nothing happened.
+    minisocket reads with ``recvmsg``, which reports the truncation (``MSG_TRUNC``),
+    logs it, counts it in ``truncated`` and drops the datagram -- half a request is not
+    a request (set ``drop_truncated = False`` to deliver it anyway, still logged).
     """
 
     socket_type: int = socket.SOCK_DGRAM
     allow_reuse_address: bool = False
     max_packet_size: int = 8192
+    drop_truncated: bool = True
+    truncated: int = 0
 
     def server_activate(self) -> None:
         """Datagram sockets do not listen: binding is enough to receive."""
 
     def get_request(self) -> tuple[Any, Any]:
-        data, client_address = self.socket.recvfrom(self.max_packet_size)
+        data, _ancillary, flags, client_address = self.socket.recvmsg(self.max_packet_size)
+        if flags & _MSG_TRUNC:
+            self.truncated += 1
+            logger.warning(
+                "datagram from %s is larger than max_packet_size (%d bytes): %s",
+                client_address,
+                self.max_packet_size,
+                "dropped" if self.drop_truncated else "delivered truncated",
+            )
+            if self.tracer is not None:
+                emit(
+                    self.tracer,
+                    "truncated",
+                    client_address,
+                    f"max_packet_size={self.max_packet_size}",
+                )
+            if self.drop_truncated:
+                # An OSError tells the pipeline there is no request to serve.
+                raise DatagramTruncated(f"datagram from {client_address} truncated")
         if self.tracer is not None:
             emit(self.tracer, "get_request", client_address, f"{len(data)} bytes")
         return (data, self.socket), client_address

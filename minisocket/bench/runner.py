@@ -74,6 +74,18 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / _CLK_TCK
 
 
+def _rss_kib(pid: int) -> int:
+    """Resident memory of *pid* in KiB (Linux /proc), or 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _start_server(name: str, work_ms: float) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [*_PYTHON, "minisocket.bench.servers", name, "--work-ms", str(work_ms)],
@@ -161,11 +173,16 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
                 assert proc.stdin is not None
                 proc.stdin.write("GO\n")
                 proc.stdin.flush()
+            # While the clients run, sample the server's resident memory twice a second.
+            limit = started + config.warmup + config.duration + 30
+            rss: list[int] = []
+            while any(p.poll() is None for p in procs) and time.perf_counter() < limit:
+                rss.append(_rss_kib(server.pid))
+                time.sleep(0.5)
             reports = []
-            limit = config.warmup + config.duration + 30
             for proc in procs:
                 assert proc.stdout is not None
-                reports.append(json.loads(_readline(proc.stdout, proc, timeout=limit)))
+                reports.append(json.loads(_readline(proc.stdout, proc, timeout=10)))
                 proc.wait(10)
             wall = time.perf_counter() - started
             server_cpu = _cpu_seconds(server.pid) - server_cpu0
@@ -197,6 +214,7 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
             client_cpu=client_cpu / client_wall,
             client_saturated=client_cpu / client_wall > 0.9 * len(procs),
             server_cpu=server_cpu / wall,
+            server_rss_kib=rss,
         ),
     }
 
