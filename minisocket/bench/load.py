@@ -11,9 +11,10 @@ from real users waiting for answers).  Modes:
 
 The parent process (:mod:`minisocket.bench.runner`) starts several of these, waits
 until each prints ``CONNECTED``, then writes ``GO`` to all at once.  Each writes its
-latencies (int64 nanoseconds, little-endian) to the file named by ``--out`` and prints
-one JSON line of counters.  Every wait is bounded: a connection that gets no reply
-within ``--grace`` seconds after the run is counted, not waited for.
+latencies (int64 nanoseconds, little-endian; negated for slow requests) to the file
+named by ``--out`` and prints one JSON line of counters.  Every wait is bounded: a
+connection that gets no reply within ``--grace`` seconds after the run is counted, not
+waited for.
 
 The client is deliberately not minisocket: it must cost as little CPU as possible, so
 it uses ``select.epoll`` directly and keeps per-connection state in lists.
@@ -75,10 +76,12 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
     give_up_at = stop_at + int(args.grace * 1e9)
     cpu0 = time.process_time()
 
+    is_slow = [False] * len(socks)
+
     def send(i: int) -> None:
-        message = slow if args.slow_fraction and rng.random() < args.slow_fraction else normal
+        is_slow[i] = bool(args.slow_fraction) and rng.random() < args.slow_fraction
         sent_at[i] = now()
-        socks[i].send(message)  # <= 64 KiB: a loopback socket buffer takes it whole
+        socks[i].send(slow if is_slow[i] else normal)  # <= 64 KiB: the socket buffer takes it
 
     for i, sock in enumerate(socks):
         poller.register(sock.fileno(), select.EPOLLIN)
@@ -107,7 +110,8 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
             received[i] = 0
             done = now()
             if done >= measure_from and sent_at[i] < stop_at:
-                latencies.append(done - sent_at[i])
+                # Slow requests are recorded negated, so one file keeps both kinds.
+                latencies.append(sent_at[i] - done if is_slow[i] else done - sent_at[i])
                 # "Served" means answered while the run lasted; a reply that comes in
                 # the grace period still counts in the latencies, with its long wait.
                 completed[i] += done < stop_at
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.2)
-    parser.add_argument("--grace", type=float, default=2.0)
+    parser.add_argument("--grace", type=float, default=2.0, help="wait for late replies")
     parser.add_argument("--connect-timeout", type=float, default=5.0)
     parser.add_argument("--slow-fraction", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -41,7 +41,7 @@ class LoadConfig:
     slow_fraction: float = 0.0
     work_ms: float = 0.0
     client_processes: int = 2
-    extra: dict[str, Any] = field(default_factory=dict)
+    grace: float = 2.0  # how long clients wait for replies after the run
 
 
 def machine() -> dict[str, Any]:
@@ -150,6 +150,8 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
                             str(config.duration),
                             "--warmup",
                             str(config.warmup),
+                            "--grace",
+                            str(config.grace),
                             "--slow-fraction",
                             str(config.slow_fraction),
                             "--seed",
@@ -174,7 +176,7 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
                 proc.stdin.write("GO\n")
                 proc.stdin.flush()
             # While the clients run, sample the server's resident memory twice a second.
-            limit = started + config.warmup + config.duration + 30
+            limit = started + config.warmup + config.duration + config.grace + 30
             rss: list[int] = []
             while any(p.poll() is None for p in procs) and time.perf_counter() < limit:
                 rss.append(_rss_kib(server.pid))
@@ -225,11 +227,15 @@ def run_matrix(
     config: LoadConfig,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every server at every concurrency, one cell at a time; with machine and config."""
+    """Every server at every concurrency, one cell at a time; with machine and config.
+
+    *progress*, if given, is called with a label after each cell.
+    """
+    clients = list(clients)
     results = []
     for name in servers:
         for n in clients:
+            results.append(run_cell(name, n, config))
             if progress is not None:
                 progress(f"{name} x {n}")
-            results.append(run_cell(name, n, config))
     return {"machine": machine(), "config": asdict(config), "results": results}

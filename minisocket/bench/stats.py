@@ -38,12 +38,26 @@ def cdf_points(latencies_ns: npt.ArrayLike, n: int = 201) -> list[float]:
 
 
 def summarize(latencies_ns: npt.ArrayLike, duration: float, **counters: Any) -> dict[str, Any]:
-    """Percentiles, throughput (requests per second of *duration*) and *counters*."""
-    data = np.asarray(latencies_ns)
-    return {
+    """Percentiles, throughput (requests per second of *duration*) and *counters*.
+
+    Negative latencies mark slow requests (see :mod:`minisocket.bench.load`): the
+    overall figures use every request; when there are slow ones, ``normal_*`` and
+    ``slow_*`` figures describe each kind on its own.
+    """
+    signed = np.asarray(latencies_ns, dtype=np.int64)
+    data = np.abs(signed)
+    summary: dict[str, Any] = {
         "requests": int(data.size),
         "throughput": float(data.size / duration) if duration > 0 else float("nan"),
+        "mean_ms": float(data.mean() / 1e6) if data.size else float("nan"),
         **percentiles(data),
         "cdf_ms": cdf_points(data),
-        **counters,
     }
+    slow = signed < 0
+    if slow.any():
+        normal = signed[~slow]
+        summary["slow_requests"] = int(slow.sum())
+        summary.update({f"normal_{k}": v for k, v in percentiles(normal).items()})
+        summary.update({f"slow_{k}": v for k, v in percentiles(-signed[slow]).items()})
+        summary["normal_cdf_ms"] = cdf_points(normal)
+    return {**summary, **counters}
