@@ -207,7 +207,12 @@ def test_idle_timeout_frees_a_synchronous_server(lib: Any) -> None:
     ("server_class", "attributes"),
     [
         (minisocket.ThreadingTCPServer, {"daemon_threads": True}),
-        (minisocket.ThreadPoolTCPServer, {"idle_timeout": 0.2, "max_workers": 16}),
+        # 16 workers and a queue that holds every idle client: each worker drops its
+        # idle client after 0.05 s, so the newcomer's turn comes in about 0.65 s.
+        (
+            minisocket.ThreadPoolTCPServer,
+            {"idle_timeout": 0.05, "max_workers": 16, "queue_size": 256},
+        ),
         (minisocket.SelectorTCPServer, {}),
     ],
     ids=["threaded", "pool+idle_timeout", "select"],
@@ -227,7 +232,7 @@ def test_200_idle_clients_cannot_starve_a_new_one(
     idle = [socket.create_connection(server.server_address, timeout=TIMEOUT) for _ in range(200)]
     try:
         time.sleep(0.1)
-        assert ask(server.server_address, timeout=2.0) == b"HI\n"
+        assert ask(server.server_address, timeout=TIMEOUT) == b"HI\n"
     finally:
         for client in idle:
             client.close()
