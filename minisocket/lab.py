@@ -52,6 +52,8 @@ def background(server: Any, poll_interval: float = 0.05) -> Iterator[Any]:
         server.shutdown()
         thread.join(TIMEOUT)
         server.server_close()
+    if thread.is_alive():
+        raise RuntimeError("serve_forever did not return after shutdown()")
 
 
 def converse(
