@@ -12,10 +12,21 @@ import pytest
 from minisocket import lab
 from minisocket.lab import recv_all
 
-__all__ = ["HOST", "TIMEOUT", "recv_all", "serving"]
+__all__ = ["HOST", "REQUEST_STEPS", "TIMEOUT", "recv_all", "serving"]
 
 HOST = "127.0.0.1"
 TIMEOUT = 10.0  # seconds any single socket operation in a test may take
+
+# The traced steps of one request through a blocking handler, in order.
+REQUEST_STEPS = [
+    "get_request",
+    "verify_request",
+    "process_request",
+    "finish_request",
+    "setup",
+    "handle",
+    "finish",
+]
 
 
 # Run a server in the background for the length of a with block; stop, close and join it

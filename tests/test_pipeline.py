@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 import pytest
-from conftest import HOST, TIMEOUT
+from conftest import HOST, REQUEST_STEPS, TIMEOUT
 
 from minisocket import BaseRequestHandler, TCPServer, TraceRecorder
 from minisocket.pipeline import BaseServer
@@ -129,17 +129,7 @@ def test_trace_of_one_request_on_a_synchronous_server() -> None:
     with TCPServer((HOST, 0), Hello) as server:
         server.tracer = recorder = TraceRecorder()
         one_request(server)
-    assert recorder.steps() == [
-        "get_request",
-        "verify_request",
-        "process_request",
-        "finish_request",
-        "setup",
-        "handle",
-        "finish",
-        "shutdown_request",
-        "close_request",
-    ]
+    assert recorder.steps() == [*REQUEST_STEPS, "shutdown_request", "close_request"]
     address = recorder.events[0].client_address
     assert all(e.client_address == address for e in recorder.events[:7])
     assert recorder.events[1].detail == "accepted"

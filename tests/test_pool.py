@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import HOST, TIMEOUT, recv_all, serving
+from conftest import HOST, REQUEST_STEPS, TIMEOUT, recv_all, serving
 
 from minisocket import BaseRequestHandler, ThreadPoolTCPServer, TraceRecorder
 
@@ -117,12 +117,4 @@ def test_trace_through_the_pool() -> None:
     with serving(server):
         exchange(server)
     per_request = [e.step for e in recorder.events if e.client_address is not None]
-    assert per_request == [
-        "get_request",
-        "verify_request",
-        "process_request",
-        "finish_request",
-        "setup",
-        "handle",
-        "finish",
-    ]
+    assert per_request == REQUEST_STEPS

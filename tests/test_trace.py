@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from conftest import HOST, TIMEOUT, recv_all, serving
+from conftest import HOST, REQUEST_STEPS, TIMEOUT, recv_all, serving
 
 from minisocket import BaseRequestHandler, ThreadingTCPServer, TraceEvent, TraceRecorder
 from minisocket.trace import emit
@@ -44,15 +44,7 @@ def test_threading_server_trace_crosses_threads() -> None:
         for t in list(server._threads):
             t.join(TIMEOUT)
     per_request = [e for e in recorder.events if e.client_address is not None]
-    assert [e.step for e in per_request] == [
-        "get_request",
-        "verify_request",
-        "process_request",
-        "finish_request",
-        "setup",
-        "handle",
-        "finish",
-    ]
+    assert [e.step for e in per_request] == REQUEST_STEPS
     loop_thread = per_request[0].thread
     assert {e.thread for e in per_request[:3]} == {loop_thread}
     assert {e.thread for e in per_request[3:]} != {loop_thread}  # handled elsewhere

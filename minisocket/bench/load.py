@@ -46,6 +46,25 @@ def _connect(address: tuple[str, int], timeout: float) -> socket.socket:
     return sock
 
 
+class _Window:
+    """The clock of one run: start, measured window, and when to stop waiting."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.start = time.perf_counter_ns()
+        self.measure_from = self.start + int(args.warmup * 1e9)
+        self.stop_at = self.measure_from + int(args.duration * 1e9)
+        self.give_up_at = self.stop_at + int(args.grace * 1e9)
+        self._cpu0 = time.process_time()
+
+    def report(self, out: str, latencies: array[int], **counters: object) -> dict[str, object]:
+        """Write the latencies to *out*; return the counters with CPU and wall time."""
+        cpu = time.process_time() - self._cpu0
+        wall = (time.perf_counter_ns() - self.start) / 1e9
+        with open(out, "wb") as f:
+            latencies.tofile(f)
+        return {"requests": len(latencies), **counters, "cpu": cpu, "wall": wall}
+
+
 def run_persistent(args: argparse.Namespace) -> dict[str, object]:
     address = (args.host, args.port)
     rng = random.Random(args.seed)
@@ -70,11 +89,8 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
     buf = bytearray(65536)
     errors = 0
     now = time.perf_counter_ns
-    start = now()
-    measure_from = start + int(args.warmup * 1e9)
-    stop_at = measure_from + int(args.duration * 1e9)
-    give_up_at = stop_at + int(args.grace * 1e9)
-    cpu0 = time.process_time()
+    clock = _Window(args)
+    measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
 
     is_slow = [False] * len(socks)
 
@@ -120,23 +136,18 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
             else:
                 poller.unregister(fd)
                 outstanding -= 1
-    cpu = time.process_time() - cpu0
-    wall = (now() - start) / 1e9
     for sock in socks:
         sock.close()
     poller.close()
-    with open(args.out, "wb") as f:
-        latencies.tofile(f)
-    return {
-        "requests": len(latencies),
-        "errors": errors + failed_connects,
-        "timeouts": outstanding,
-        "connections": len(socks),
+    return clock.report(
+        args.out,
+        latencies,
+        errors=errors + failed_connects,
+        timeouts=outstanding,
+        connections=len(socks),
         # connections that got no reply at all while the run lasted
-        "unserved": sum(1 for c in completed if c == 0) + failed_connects,
-        "cpu": cpu,
-        "wall": wall,
-    }
+        unserved=sum(1 for c in completed if c == 0) + failed_connects,
+    )
 
 
 def run_connect(args: argparse.Namespace) -> dict[str, object]:
@@ -152,11 +163,8 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
     buf = bytearray(65536)
     errors = 0
     now = time.perf_counter_ns
-    start = now()
-    measure_from = start + int(args.warmup * 1e9)
-    stop_at = measure_from + int(args.duration * 1e9)
-    give_up_at = stop_at + int(args.grace * 1e9)
-    cpu0 = time.process_time()
+    clock = _Window(args)
+    measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
 
     def open_one() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -220,20 +228,15 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
         sock = state[0]
         assert isinstance(sock, socket.socket)
         sock.close()
-    cpu = time.process_time() - cpu0
-    wall = (now() - start) / 1e9
     poller.close()
-    with open(args.out, "wb") as f:
-        latencies.tofile(f)
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "timeouts": timeouts,
-        "connections": args.connections,
-        "unserved": 0,
-        "cpu": cpu,
-        "wall": wall,
-    }
+    return clock.report(
+        args.out,
+        latencies,
+        errors=errors,
+        timeouts=timeouts,
+        connections=args.connections,
+        unserved=0,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
