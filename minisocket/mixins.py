@@ -221,6 +221,8 @@ class ForkingMixIn(_MixInBase):
         if not children:
             return
         watched = self._pidfds or {}
+        if not blocking and len(watched) == len(children):
+            return  # the loop reaps each of them when its pidfd fires: nothing to poll
         self._reap(children, watched, blocking=blocking)
         if self.loop_selector is not None and watched:
             return  # the loop pauses accepting instead of waiting (see _child_started)
