@@ -43,8 +43,9 @@ def wait_for(predicate: Any, what: str) -> None:
         time.sleep(0.002)
 
 
-def test_many_clients_interleaved_on_one_thread() -> None:
-    with serving(make()) as server:
+@pytest.mark.parametrize("busy_poll", [0.0, 50e-6], ids=["sleeping", "busy-polling"])
+def test_many_clients_interleaved_on_one_thread(busy_poll: float) -> None:
+    with serving(make(busy_poll=busy_poll)) as server:
         clients = [
             socket.create_connection(server.server_address, timeout=TIMEOUT) for _ in range(20)
         ]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from conftest import HOST, TIMEOUT
 
-from minisocket.loop import ServeLoop, Waker
+from minisocket.loop import ServeLoop, Waker, _Selector
 from minisocket.sockets import StreamSocketMixIn
 
 
@@ -166,3 +170,84 @@ def test_the_loop_alone_has_no_pipeline() -> None:
 
     with Bare((HOST, 0), object) as server, pytest.raises(NotImplementedError):
         server._handle_request_noblock()
+
+
+class RecordingSelector(_Selector):  # type: ignore[misc,valid-type]
+    """The loop's default selector, keeping the timeout of every select() call."""
+
+    timeouts: list[float | None]
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        type(self).timeouts.append(timeout)
+        return super().select(timeout)
+
+
+def recording_loop(busy_poll: float) -> CountingLoop:
+    recorder = type("Recorder", (RecordingSelector,), {"timeouts": []})
+    server = CountingLoop()
+    server.selector_class = recorder
+    server.busy_poll = busy_poll
+    return server
+
+
+def wait_for(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+@contextmanager
+def running(server: ServeLoop, poll_interval: float = 0.5) -> Iterator[None]:
+    """serve_forever in a thread for the block; stopped and joined even if it fails."""
+    thread = start(server, poll_interval)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+
+def test_without_busy_poll_the_loop_always_sleeps() -> None:
+    with recording_loop(0.0) as server:
+        with running(server, poll_interval=0.2):
+            socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+            wait_for(lambda: server.handled == 1)
+        timeouts = server.selector_class.timeouts  # type: ignore[attr-defined]
+        assert timeouts and set(timeouts) == {0.2}
+
+
+def test_busy_poll_spins_after_traffic_then_sleeps() -> None:
+    with recording_loop(0.02) as server:
+        timeouts = server.selector_class.timeouts  # type: ignore[attr-defined]
+        with running(server, poll_interval=0.2):
+            wait_for(lambda: len(timeouts) >= 1)
+            idle_before = list(timeouts)
+            socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+            wait_for(lambda: server.handled == 1)
+            # Nothing else arrives: after at most 20 ms of polling the loop sleeps again.
+            wait_for(lambda: timeouts[-1] == 0.2 and 0 in timeouts)
+        assert set(idle_before) == {0.2}  # an idle loop never spins
+        first_spin = timeouts.index(0)
+        spins = timeouts[first_spin:]
+        sleep_after = spins.index(0.2)
+        assert sleep_after >= 1 and set(spins[:sleep_after]) == {0}
+
+
+def test_shutdown_interrupts_a_busy_poll() -> None:
+    # A one-hour budget: only the waker, seen by the zero-timeout polls, can end it
+    # (running() fails if serve_forever has not returned after the shutdown).
+    with recording_loop(3600.0) as server, running(server):
+        socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        wait_for(lambda: server.handled == 1)
+        wait_for(lambda: 0 in server.selector_class.timeouts)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad", [-1e-6, math.nan])
+def test_busy_poll_must_be_a_duration(bad: float) -> None:
+    with CountingLoop() as server:
+        server.busy_poll = bad
+        with pytest.raises(ValueError, match="busy_poll"):
+            server.serve_forever()
+        assert not server.serving

@@ -115,6 +115,10 @@ _BACKLOG = {"request_queue_size": socket.SOMAXCONN}
 _SOCKETSERVERS: dict[str, tuple[str, str, Any, str, dict[str, Any]]] = {
     "blocking": ("minisocket TCPServer", "blocking", minisocket, "TCPServer", {}),
     "select": ("minisocket SelectorTCPServer", "select", minisocket, "SelectorTCPServer", {}),
+    "select-busy": (
+        "minisocket SelectorTCPServer, busy_poll 50 us", "select", minisocket,
+        "SelectorTCPServer", {"busy_poll": 50e-6},
+    ),
     "threaded": (
         "minisocket ThreadingTCPServer", "threaded", minisocket, "ThreadingTCPServer", _DAEMON
     ),
