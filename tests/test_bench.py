@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minisocket.bench.plots import style
+from minisocket.bench.ratios import Comparison, compare
 from minisocket.bench.runner import LoadConfig, run_cell
 from minisocket.bench.soak import soak
 from minisocket.bench.stats import cdf_points, percentiles, summarize
@@ -120,3 +122,32 @@ def test_short_soak_has_no_errors_and_serves_everyone() -> None:
         assert cell["requests"] > 0
         assert (cell["errors"], cell["timeouts"], cell["unserved"]) == (0, 0, 0), cell
         assert np.all(np.array(cell["server_rss_kib"]) > 0)
+
+
+def test_comparisons_are_judged_run_by_run() -> None:
+    ours, theirs = [110.0, 90.0, 105.0], [100.0, 100.0, 100.0]
+    mixed = compare("mixed", ours, theirs, target=1.0)
+    assert mixed.ratios == pytest.approx([1.1, 0.9, 1.05])
+    assert mixed.median == pytest.approx(1.05)
+    assert mixed.verdict == "2 of 3 runs meet: within the noise"
+    assert "[0.90-1.10]" in mixed.line()
+    assert compare("all", ours, theirs, target=0.5).verdict == "meets"
+    assert compare("none", ours, theirs, target=2.0).verdict == "MISSES"
+    assert Comparison("one", [548.0], 200).verdict == "meets"
+    with pytest.raises(ValueError, match="same"):
+        compare("unpaired", ours, theirs[:2], target=1.0)
+
+
+def test_ratios_cli_rejects_bad_arguments() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "minisocket.bench.ratios", "--repeat", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--repeat" in done.stderr
+
+
+def test_a_tuned_variant_wears_its_servers_colour() -> None:
+    assert style("select-busy")["color"] == style("select")["color"]
+    assert style("select-busy")["linestyle"] != style("select")["linestyle"]

@@ -37,7 +37,12 @@ _MARKERS = "os^Dv<>ph*"
 
 
 def style(server: str) -> dict[str, Any]:
-    """Colour, marker and line style for one server, the same in every plot."""
+    """Colour, marker and line style for one server, the same in every plot.
+
+    A tuned variant ("select-busy") wears its server's colour with a dotted line.
+    """
+    if server.endswith("-busy"):
+        return {**style(server.removesuffix("-busy")), "marker": "X", "linestyle": ":"}
     index = _ORDER.index(server) if server in _ORDER else len(_ORDER)
     return {
         "color": f"C{index % 10}",

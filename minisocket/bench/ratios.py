@@ -6,6 +6,12 @@ Prints the machine, a table of every cell, and one line per comparison with its
 target.  Ratios are >1 when minisocket is better (more requests per second, or a
 shorter shutdown).  Nothing here asserts: the machine is shared and noisy, so the
 numbers are reported, not tested.
+
+Every cell runs ``--repeat`` times, the repetitions interleaved, so run *i* of two
+servers ran minutes apart at most and met the same machine.  A comparison is therefore
+made run by run: its line gives the median of the per-run ratios, their range, and a
+verdict -- "meets" when every run meets the target, "MISSES" when none does, and
+"k of n" otherwise (the difference is within the noise).
 """
 
 from __future__ import annotations
@@ -17,15 +23,23 @@ import socketserver
 import statistics
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import minisocket
 
 from .runner import LoadConfig, machine, run_cell
 
-__all__ = ["main", "shutdown_latency"]
+__all__ = ["Comparison", "compare", "main", "shutdown_latency"]
 
-ECHO_SERVERS = ["select", "threaded", "stdlib-threaded", "asyncio-streams", "asyncio-protocol"]
+ECHO_SERVERS = [
+    "select",
+    "select-busy",
+    "threaded",
+    "stdlib-threaded",
+    "asyncio-streams",
+    "asyncio-protocol",
+]
 ECHO_CLIENTS = [1, 8, 64, 256]
 CONNECT_SERVERS = ["pool", "threaded", "stdlib-threaded"]
 CONNECT_CLIENTS = 8
@@ -57,18 +71,51 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
-def _ratio_line(label: str, ratio: float, target: float) -> str:
-    verdict = "meets" if ratio >= target else "MISSES"
-    return f"  {label:<58} {ratio:8.2f}x   target >= {target:g}x: {verdict}"
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison against its target, judged run by run."""
+
+    label: str
+    ratios: list[float]  # one per interleaved repetition
+    target: float
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def verdict(self) -> str:
+        met = sum(r >= self.target for r in self.ratios)
+        if met == len(self.ratios):
+            return "meets"
+        if met == 0:
+            return "MISSES"
+        return f"{met} of {len(self.ratios)} runs meet: within the noise"
+
+    def line(self) -> str:
+        spread = f"[{min(self.ratios):.2f}-{max(self.ratios):.2f}]"
+        return (
+            f"  {self.label:<54}{self.median:8.2f}x {spread:>13}  "
+            f"target >= {self.target:g}x: {self.verdict}"
+        )
+
+
+def compare(label: str, ours: list[float], theirs: list[float], target: float) -> Comparison:
+    """Compare paired measurements (higher is better for *ours*) run by run."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError("compare() needs the same, non-zero number of runs on both sides")
+    return Comparison(label, [a / b for a, b in zip(ours, theirs, strict=True)], target)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minisocket.bench.ratios")
     parser.add_argument("--duration", type=float, default=1.5, help="seconds per cell")
     parser.add_argument("--trials", type=int, default=15, help="shutdown trials per library")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per cell (median)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per cell (median)")
     parser.add_argument("--json", help="also write every number to this file")
     args = parser.parse_args(argv)
+    if not args.duration > 0 or args.trials < 1 or args.repeat < 1:
+        parser.error("--duration must be > 0, --trials and --repeat at least 1")
 
     info = machine()
     print(
@@ -121,42 +168,52 @@ def main(argv: list[str] | None = None) -> None:
             f"p99 {cell['p99_ms']:.3f} ms  errors {cell['errors'] + cell['timeouts']}"
         )
 
-    def rate(name: str, clients: int) -> float:
-        return float(cells[name, clients]["throughput"])
+    def rates(name: str, clients: int) -> list[float]:
+        return [float(run["throughput"]) for run in runs[name, clients]]
 
-    print("\nratios (higher is better for minisocket)")
-    print(_ratio_line("shutdown: socketserver / minisocket", std_median / mini_median, 200))
-    print(
-        _ratio_line(
+    comparisons = [
+        Comparison("shutdown: socketserver / minisocket", [std_median / mini_median], 200),
+        compare(
             "SelectorTCPServer / stdlib ThreadingTCPServer @256",
-            rate("select", 256) / rate("stdlib-threaded", 256),
+            rates("select", 256),
+            rates("stdlib-threaded", 256),
             2.5,
-        )
-    )
-    for clients in ECHO_CLIENTS:
-        for ref in ("asyncio-streams", "asyncio-protocol"):
-            print(
-                _ratio_line(
-                    f"SelectorTCPServer / {ref} @{clients}",
-                    rate("select", clients) / rate(ref, clients),
-                    1.0,
+        ),
+    ]
+    for ours, label in (("select", "SelectorTCPServer"), ("select-busy", "  busy_poll 50 us")):
+        for clients in ECHO_CLIENTS:
+            for ref in ("asyncio-streams", "asyncio-protocol"):
+                comparisons.append(
+                    compare(
+                        f"{label} / {ref} @{clients}",
+                        rates(ours, clients),
+                        rates(ref, clients),
+                        1.0,
+                    )
                 )
-            )
     for clients in ECHO_CLIENTS:
-        print(
-            _ratio_line(
+        comparisons.append(
+            compare(
                 f"minisocket / stdlib ThreadingTCPServer @{clients}",
-                rate("threaded", clients) / rate("stdlib-threaded", clients),
+                rates("threaded", clients),
+                rates("stdlib-threaded", clients),
                 1.0,
             )
         )
-    print(
-        _ratio_line(
+    comparisons.append(
+        compare(
             f"ThreadPoolTCPServer / stdlib ThreadingTCPServer, connect x{CONNECT_CLIENTS}",
-            rate("pool", -CONNECT_CLIENTS) / rate("stdlib-threaded", -CONNECT_CLIENTS),
+            rates("pool", -CONNECT_CLIENTS),
+            rates("stdlib-threaded", -CONNECT_CLIENTS),
             2.0,
         )
     )
+    print(
+        f"\nratios (higher is better for minisocket): median of {args.repeat} paired runs "
+        "[range], shutdown: of the medians"
+    )
+    for comparison in comparisons:
+        print(comparison.line())
     saturated = [f"{k[0]}@{abs(k[1])}" for k, v in cells.items() if v["client_saturated"]]
     print("\nclient saturated in: " + (", ".join(saturated) if saturated else "no cell"))
 
