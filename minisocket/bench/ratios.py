@@ -223,7 +223,11 @@ def main(argv: list[str] | None = None) -> None:
                 {
                     "machine": info,
                     "shutdown_s": {"minisocket": mini_shutdown, "socketserver": std_shutdown},
-                    "cells": [{**v, "cdf_ms": None} for v in cells.values()],
+                    "cells": [
+                        {**v, "mode": "echo" if key[1] > 0 else "connect", "cdf_ms": None}
+                        for key, v in cells.items()
+                    ],
+                    "comparisons": [vars(c) for c in comparisons],
                 },
                 f,
                 indent=1,
