@@ -94,15 +94,20 @@ class Waker:
         self._writer.close()
 
 
-def _spin(
-    selector: selectors.BaseSelector, budget: float
+def _wait(
+    selector: selectors.BaseSelector, timeout: float | None, busy_poll: float
 ) -> list[tuple[selectors.SelectorKey, int]]:
-    """Poll *selector* without sleeping for up to *budget* seconds; what is ready, or []."""
-    deadline = time.perf_counter() + budget
-    while True:
-        ready = selector.select(0)
-        if ready or time.perf_counter() >= deadline:
-            return ready
+    """``selector.select(timeout)``, but polling without sleeping for the first
+    *busy_poll* seconds of it (never more than *timeout*)."""
+    if busy_poll <= 0:
+        return selector.select(timeout)
+    if timeout is not None:
+        busy_poll = min(busy_poll, timeout)
+    deadline = time.perf_counter() + busy_poll
+    while not (ready := selector.select(0)):
+        if time.perf_counter() >= deadline:
+            return selector.select(None if timeout is None else timeout - busy_poll)
+    return ready
 
 
 class _Run:
@@ -171,11 +176,8 @@ class ServeLoop(ServerBase):
             self._loop_started(selector)
             ready: list[tuple[selectors.SelectorKey, int]] = []
             while not self._shutdown_requested:
-                # Spin only while traffic flows: an idle loop never burns CPU.
-                if ready and self.busy_poll > 0:
-                    ready = _spin(selector, self.busy_poll) or selector.select(poll_interval)
-                else:
-                    ready = selector.select(poll_interval)
+                # Busy-poll only right after traffic: an idle loop never burns CPU.
+                ready = _wait(selector, poll_interval, self.busy_poll if ready else 0.0)
                 # shutdown() may have been called while we slept: stop now, even if a
                 # request is also waiting (socketserver does the same).
                 if self._shutdown_requested:

@@ -226,13 +226,24 @@ def test_busy_poll_spins_after_traffic_then_sleeps() -> None:
             idle_before = list(timeouts)
             socket.create_connection(server.server_address, timeout=TIMEOUT).close()
             wait_for(lambda: server.handled == 1)
-            # Nothing else arrives: after at most 20 ms of polling the loop sleeps again.
-            wait_for(lambda: timeouts[-1] == 0.2 and 0 in timeouts)
+            # Nothing else arrives: after at most 20 ms of polling the loop sleeps again,
+            # for what is left of the poll interval.
+            wait_for(lambda: 0 in timeouts and timeouts[-1] != 0)
         assert set(idle_before) == {0.2}  # an idle loop never spins
         first_spin = timeouts.index(0)
         spins = timeouts[first_spin:]
-        sleep_after = spins.index(0.2)
+        sleep_after = next(i for i, t in enumerate(spins) if t != 0)
         assert sleep_after >= 1 and set(spins[:sleep_after]) == {0}
+        assert spins[sleep_after] == pytest.approx(0.2 - 0.02)
+
+
+def test_busy_poll_never_delays_service_actions_past_the_poll_interval() -> None:
+    # An hour of busy polling, a 50 ms poll interval: service_actions() keeps coming.
+    with recording_loop(3600.0) as server, running(server, poll_interval=0.05):
+        socket.create_connection(server.server_address, timeout=TIMEOUT).close()
+        wait_for(lambda: server.handled == 1)
+        actions = server.actions
+        wait_for(lambda: server.actions >= actions + 3)
 
 
 def test_shutdown_interrupts_a_busy_poll() -> None:
