@@ -26,7 +26,7 @@ Two of socketserver's hangs are fixed here:
 Sleeping has a price of its own.  When ``select`` blocks, the thread's CPU goes idle,
 and waking it again takes the kernel (and, in a virtual machine, the hypervisor) tens of
 microseconds -- more than a small request costs to serve.  ``busy_poll`` trades CPU for
-that latency: after a pass that handled something, the loop keeps polling without a
+that latency: after a pass that handled something, the loop keeps polling with a zero
 timeout for up to ``busy_poll`` seconds before it sleeps, so a client that answers
 quickly finds the loop awake.  It is off by default; it pays only for servers that do
 their work on the loop's thread (layer 05's event-driven server), and costs at most
