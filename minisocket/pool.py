@@ -36,6 +36,7 @@ connections.
 
 from __future__ import annotations
 
+import errno
 import logging
 import select
 import selectors
@@ -62,11 +63,19 @@ _ACCEPT_INHERITS_NONBLOCKING = not sys.platform.startswith("linux")
 
 
 class _Pool:
-    """The workers' shared state."""
+    """The workers' shared state.
+
+    ``lock`` guards the counters and the queue's length; each flag has one writer, and
+    whoever must notice a change is woken through a waker after it is made.
+    """
 
     def __init__(self) -> None:
         self.leading = threading.Lock()  # held by the leader; idle workers queue on it
-        self.lock = threading.Lock()  # guards the counters and the hand-over below
+        self.lock = threading.Lock()
+        # Held around a leader's accept() and around switching the listening socket
+        # between non-blocking and its own timeout, so that an accept that lost the
+        # race for a connection can never block on a socket made blocking meanwhile.
+        self.accept_lock = threading.Lock()
         self.jobs: deque[tuple[Any, Any]] = deque()  # accepted, waiting for a worker
         self.idle = 0  # workers not serving a connection (the leader included)
         self.alive = 0  # workers not yet exited
@@ -123,7 +132,14 @@ class ThreadPoolMixIn(ThreadingMixIn):
             pool.leader_waker.wake()  # the leader (or the next one) takes it
 
     def get_request(self) -> tuple[Any, Any]:
-        request, client_address = super().get_request()
+        pool = self._pool
+        if pool is not None and pool.leader == threading.get_ident():
+            with pool.accept_lock:
+                if not pool.accepting:
+                    raise BlockingIOError(errno.EAGAIN, "the pool stopped accepting")
+                request, client_address = super().get_request()
+        else:
+            request, client_address = super().get_request()
         if _ACCEPT_INHERITS_NONBLOCKING and self.socket_type == socket.SOCK_STREAM:
             request.settimeout(self.idle_timeout)
         return request, client_address
@@ -219,9 +235,10 @@ class ThreadPoolMixIn(ThreadingMixIn):
             return  # a datagram is not a connection: the loop reads, the queue feeds
         selector.unregister(self)  # the workers watch the socket now
         selector.register(pool.loop_waker, selectors.EVENT_READ, self._overflow_changed)
-        pool.listen_timeout = self.socket.gettimeout()
-        self.socket.setblocking(False)
-        pool.accepting = True
+        with pool.accept_lock:
+            pool.listen_timeout = self.socket.gettimeout()
+            self.socket.setblocking(False)
+            pool.accepting = True
         pool.leader_waker.wake()  # the leader starts watching the socket
         pool.loop_waker.wake()  # in case every worker is busy already
 
@@ -244,11 +261,10 @@ class ThreadPoolMixIn(ThreadingMixIn):
     def _loop_stopped(self, selector: selectors.BaseSelector) -> None:
         pool = self._pool
         if pool is not None and self.socket_type == socket.SOCK_STREAM:
-            pool.accepting = pool.loop_accepts = False
+            with pool.accept_lock:
+                pool.accepting = pool.loop_accepts = False
+                self.socket.settimeout(pool.listen_timeout)
             pool.leader_waker.wake()
-            # A leader still in select() finds the connection it saw when it accepts:
-            # only this thread and the workers accept, and they have all stopped.
-            self.socket.settimeout(pool.listen_timeout)
         super()._loop_stopped(selector)
 
     # -- refusing and closing -------------------------------------------------------
