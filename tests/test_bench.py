@@ -7,8 +7,10 @@ guarantees: a request that burns 20 ms of CPU cannot come back in less.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,40 @@ def test_connection_per_request_mode() -> None:
     assert cell["requests"] > 0 and cell["errors"] == 0
 
 
+pinnable = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux only")
+
+
+@pinnable
+def test_cpu_pins_every_thread_of_the_server() -> None:
+    cpu = min(os.sched_getaffinity(0))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "minisocket.bench.servers", "pool", "--cpu", str(cpu)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith("READY ")
+        tasks = Path(f"/proc/{server.pid}/task")
+        deadline = time.monotonic() + 10
+        while len(threads := list(tasks.iterdir())) < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)  # serve_forever starts the pool's workers after READY
+        assert len(threads) >= 16
+        for task in threads:
+            status = (task / "status").read_text()
+            assert f"Cpus_allowed_list:\t{cpu}\n" in status
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait(10)
+
+
+@pinnable
+def test_a_cell_pinned_to_one_cpu() -> None:
+    cell = run_cell("select", 2, LoadConfig(cpu=min(os.sched_getaffinity(0)), **QUICK))
+    assert cell["requests"] > 0 and cell["errors"] == cell["unserved"] == 0
+
+
 def test_cli_end_to_end(tmp_path: Path) -> None:
     out, plot = tmp_path / "results.json", tmp_path / "latency.png"
     args = ["--quick", "--servers", "blocking,select", "--clients", "1,2", "--no-progress"]
@@ -103,6 +139,7 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
         (["--clients", "a,b"], "not a comma-separated list"),
         (["--duration", "-1"], "outside"),
         (["--mode", "fast"], "invalid choice"),
+        (["--cpu", "4096"], "not a CPU this process may run on"),
     ],
 )
 def test_cli_rejects_bad_arguments_clearly(args: list[str], message: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -95,11 +96,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--work-ms", type=_bounded(float, 0, 10_000), default=20.0, help="CPU per slow request"
     )
     parser.add_argument("--client-processes", type=_bounded(int, 1, 64), default=2)
+    parser.add_argument(
+        "--cpu", type=int, help="run the server and the clients on this one CPU (Linux)"
+    )
     parser.add_argument("--out", help="write the results as JSON")
     parser.add_argument("--plot", help="write an overview figure (PNG, SVG, PDF)")
     parser.add_argument("--quick", action="store_true", help="0.3 s cells, clients 1,8")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.cpu is not None and args.cpu not in getattr(os, "sched_getaffinity", lambda _: ())(0):
+        parser.error(f"--cpu {args.cpu}: not a CPU this process may run on")
     if args.clients is None:
         args.clients = _clients(QUICK_CLIENTS if args.quick else DEFAULT_CLIENTS)
     if args.duration is None:
@@ -119,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_fraction=args.slow_fraction if slow else 0.0,
         work_ms=args.work_ms if slow else 0.0,
         client_processes=args.client_processes,
+        cpu=args.cpu,
     )
     from tqdm import tqdm
 
@@ -150,6 +157,7 @@ def _report(run: dict[str, Any], args: argparse.Namespace) -> str:
         f"{machine['cpus']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
         f"{machine['os']}; {args.mode} mode, {args.size}-byte messages, "
         f"{args.duration:g} s per cell"
+        + ("" if args.cpu is None else f"; server and clients on CPU {args.cpu} only")
     ]
     columns = [("clients", 8), ("req/s", 10), ("p50 ms", 9), ("p90 ms", 9), ("p99 ms", 9)]
     columns += [("max ms", 9), ("unserved", 10), ("errors", 8), ("client CPU", 12)]

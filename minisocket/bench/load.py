@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import random
 import select
 import socket
@@ -253,7 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slow-fraction", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--cpu", type=int, help="run on this CPU only (Linux)")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the load generator only targets loopback addresses")
     result = run_connect(args) if args.mode == "connect" else run_persistent(args)

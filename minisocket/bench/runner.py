@@ -42,6 +42,9 @@ class LoadConfig:
     work_ms: float = 0.0
     client_processes: int = 2
     grace: float = 2.0  # how long clients wait for replies after the run
+    # Run the server and every client process on this one CPU (Linux), so that no
+    # wake-up has to cross CPUs; None lets the scheduler place them.
+    cpu: int | None = None
 
 
 def machine() -> dict[str, Any]:
@@ -86,9 +89,13 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _start_server(name: str, work_ms: float) -> tuple[subprocess.Popen[str], int]:
+def _pinned(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["--cpu", str(cpu)]
+
+
+def _start_server(name: str, work_ms: float, cpu: int | None) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [*_PYTHON, "minisocket.bench.servers", name, "--work-ms", str(work_ms)],
+        [*_PYTHON, "minisocket.bench.servers", name, "--work-ms", str(work_ms), *_pinned(cpu)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -125,7 +132,7 @@ def _stop(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
 
 def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
     """Run one server at one concurrency; return its summary (see :func:`summarize`)."""
-    server, port = _start_server(name, config.work_ms)
+    server, port = _start_server(name, config.work_ms, config.cpu)
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="minisocket-bench-") as tmp:
         try:
@@ -158,6 +165,7 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
                             str(i),
                             "--out",
                             out,
+                            *_pinned(config.cpu),
                         ],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ echoing it, the way a real handler might render a page or hash a password.
 Run one server per process (so it never shares an interpreter lock with the load
 generator)::
 
-    python -m minisocket.bench.servers select --work-ms 20
+    python -m minisocket.bench.servers select --work-ms 20 [--cpu 0]
 
 It prints ``READY <port>`` once it listens on 127.0.0.1 and serves until its standard
 input closes.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import socketserver
 import sys
@@ -233,7 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m minisocket.bench.servers")
     parser.add_argument("name", choices=sorted(SERVERS))
     parser.add_argument("--work-ms", type=float, default=0.0, help="CPU per slow request")
+    parser.add_argument("--cpu", type=int, help="run on this CPU only (Linux)")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # before any thread starts: all inherit it
     run(args.name, args.work_ms)
 
 
