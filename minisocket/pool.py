@@ -65,8 +65,9 @@ _ACCEPT_INHERITS_NONBLOCKING = not sys.platform.startswith("linux")
 class _Pool:
     """The workers' shared state.
 
-    ``lock`` guards the counters and the queue's length; each flag has one writer, and
-    whoever must notice a change is woken through a waker after it is made.
+    ``lock`` guards the counters and the queue's length.  The flags are plain
+    attributes, set by the serving thread or by ``server_close`` and read without a
+    lock: whoever must notice a change is woken through a waker after it is made.
     """
 
     def __init__(self) -> None:

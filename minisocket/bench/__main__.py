@@ -104,8 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="0.3 s cells, clients 1,8")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.cpu is not None and args.cpu not in getattr(os, "sched_getaffinity", lambda _: ())(0):
-        parser.error(f"--cpu {args.cpu}: not a CPU this process may run on")
+    if args.cpu is not None:
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        if args.cpu not in allowed:
+            parser.error(f"--cpu {args.cpu}: not a CPU this process may run on")
     if args.clients is None:
         args.clients = _clients(QUICK_CLIENTS if args.quick else DEFAULT_CLIENTS)
     if args.duration is None:
