@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import minisocket
-from minisocket import exercises
+from minisocket.lab import exercises
 
 
 def verdict(check: Callable[..., None], answer: Any, capsys: pytest.CaptureFixture[str]) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from minisocket import widgets
+from minisocket.lab import widgets
 from minisocket.lab import open_fds
 
 

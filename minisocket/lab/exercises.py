@@ -11,9 +11,9 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from . import lab
-from .lab import Check
-from .mixins import ThreadingTCPServer
+from minisocket import lab
+from minisocket.lab import Check
+from minisocket.mixins import ThreadingTCPServer
 
 __all__ = [
     "check_01_backlog",
@@ -139,7 +139,7 @@ def check_02_serve_until_quiet(serve_until_quiet: Any) -> None:
     import threading
     import time
 
-    from .pipeline import TCPServer
+    from minisocket.pipeline import TCPServer
 
     def counts_and_stops() -> bool:
         with TCPServer((HOST, 0), _Hello) as server:
@@ -301,8 +301,8 @@ def check_05_compose(server_class: type[Any] | None) -> None:
     import threading
     import time
 
-    from .mixins import ThreadingMixIn
-    from .pipeline import TCPServer
+    from minisocket.mixins import ThreadingMixIn
+    from minisocket.pipeline import TCPServer
 
     def composed() -> bool:
         if server_class is None:
@@ -347,7 +347,7 @@ def check_05_line_counter(handler_class: type[Any]) -> None:
     """Exercise 05.2: count complete lines across arbitrary chunks."""
     import time
 
-    from .evented import SelectorTCPServer
+    from minisocket.evented import SelectorTCPServer
 
     def implemented() -> bool:
         probe = handler_class(None, None, None)

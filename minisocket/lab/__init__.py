@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .trace import TraceEvent
+from minisocket.trace import TraceEvent
 
 __all__ = [
     "Check",

@@ -10,7 +10,8 @@ loads it).  A :class:`ServerPanel` holds one server at a time:
     Send      one line from a client, and the reply
     Load      N clients at once; a latency summary and a histogram
 
-Threads and widgets, done the safe way (see shared/NOTEBOOKS.md): server threads never
+Threads and widgets, done the safe way (ipywidgets' docs on output from background
+threads): server threads never
 touch a widget.  The server's tracer and the ``minisocket`` logger append lines to a
 bounded deque; one pump thread, alive only while the server runs, rewrites the log
 widget at most ten times a second, newest line first.  Buttons run their handlers in the
@@ -34,12 +35,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .evented import ProtocolRequestHandler, SelectorTCPServer
-from .handlers import StreamRequestHandler
-from .mixins import ForkingTCPServer, ThreadingTCPServer
-from .pipeline import TCPServer
-from .pool import ThreadPoolTCPServer
-from .trace import TraceEvent
+from minisocket.evented import ProtocolRequestHandler, SelectorTCPServer
+from minisocket.handlers import StreamRequestHandler
+from minisocket.mixins import ForkingTCPServer, ThreadingTCPServer
+from minisocket.pipeline import TCPServer
+from minisocket.pool import ThreadPoolTCPServer
+from minisocket.trace import TraceEvent
 
 __all__ = ["HANDLERS", "KINDS", "ServerPanel", "close_all"]
 
