@@ -3,10 +3,11 @@
 ``import minisocket as socketserver`` keeps socketserver code working.  The layers, in
 the order the notebooks teach them (each module imports only from the ones above it):
 
-    trace      pipeline events, for notebooks and widgets (off unless a tracer is set)
-    sockets    01  the listening socket: create, bind, listen, accept
-    loop       02  serve_forever / shutdown / handle_request over selectors
-    pipeline   03  get_request -> verify -> process -> finish -> shutdown_request
+    trace      trace events and the log, for every layer (off unless a tracer is set)
+    sockets    01  the socket facts a server rests on
+    loop       02  serve_forever / shutdown / handle_request: the server's selector
+    pipeline   03  BaseServer: get_request -> verify -> process -> finish -> shutdown;
+                   TCPServer (the socket code), UDPServer, the Unix servers
     handlers   04  BaseRequestHandler, StreamRequestHandler, DatagramRequestHandler
     mixins     05  ThreadingMixIn, ForkingMixIn and the composed servers
     pool       05  ThreadPoolMixIn: a bounded pool of worker threads
@@ -14,12 +15,14 @@ the order the notebooks teach them (each module imports only from the ones above
 """
 
 from .evented import (
+    BusyPollSelector,
     ProtocolRequestHandler,
     SelectorMixIn,
     SelectorTCPServer,
     SelectorUnixStreamServer,
 )
 from .handlers import BaseRequestHandler, DatagramRequestHandler, StreamRequestHandler
+from .loop import serving
 from .mixins import (
     ForkingMixIn,
     ForkingTCPServer,
@@ -36,7 +39,7 @@ from .pipeline import BaseServer, TCPServer, UDPServer, UnixDatagramServer, Unix
 from .pool import ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUnixStreamServer
 from .trace import TraceEvent, TraceRecorder
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     # socketserver's names
@@ -66,6 +69,8 @@ __all__ = [
     "SelectorTCPServer",
     "SelectorUnixStreamServer",
     "ProtocolRequestHandler",
+    "BusyPollSelector",
     "TraceEvent",
     "TraceRecorder",
+    "serving",
 ]

@@ -11,25 +11,36 @@ the handler is a set of callbacks the loop calls when something happened:
     connection_made()        the connection was accepted and registered
     data_received(data)      bytes arrived (any amount: a message may come in pieces)
     eof_received()           the client will send no more; return True to keep writing
-    connection_lost(exc)     the connection is gone (exc is None for a clean close)
+    pause_writing()          the output buffer passed high_water: stop producing
+    resume_writing()         it drained to low_water: produce again
+    connection_lost(exc)     the connection is gone (exc is None for an orderly close)
 
-and two methods the handler calls: ``send(data)`` and ``close()``.
+and three methods the handler calls: ``send(data)``, ``close()`` and ``abort()``.
 
-``send`` never blocks.  It writes what the kernel accepts at once and keeps the rest in
-an output buffer that the loop flushes when the socket becomes writable again.  A
-client that does not read makes that buffer grow, so past ``high_water`` bytes the
-server stops *reading* from that connection -- it cannot produce more output -- until
-the buffer drains below ``low_water`` (back-pressure).  ``close`` sends what is
-buffered, then closes.
+The handler is the user's object: it holds those callbacks and methods, ``request``,
+``client_address``, ``server``, and ``transport``.  Everything the library keeps for a
+connection -- output buffer, registration, flow control, idle clock, state -- lives in
+the library's :class:`Connection` (the ``transport``), so no name a protocol picks for
+its own state can break the connection.
+
+``send`` never blocks.  It writes what the kernel accepts at once and keeps the rest,
+which the loop flushes when the socket becomes writable again.  A client that does not
+read makes that buffer grow, so past ``high_water`` bytes the server stops *reading*
+from that connection and calls ``pause_writing()``: a handler streaming a large reply
+stops producing until ``resume_writing()``.  A handler that keeps sending regardless
+meets two limits, ``max_buffered`` for its connection and ``max_buffered_total`` for the
+whole server: past either, its connection is aborted.
+
+Ending a connection never hides lost data.  ``close()`` sends what is buffered, then an
+orderly end.  A connection dropped with output still unsent -- ``abort()``, a limit, the
+idle timeout, ``server_close`` after ``close_grace`` -- ends with a reset and a log line,
+so the client sees an error, not a clean end after half a reply.
 
 Input is read with ``recv_into`` into one 64 KiB buffer the server reuses for every
-connection (asyncio reads 256 KiB per ``recv``: a fresh allocation above glibc's mmap
-threshold, i.e. an mmap/munmap pair per read).
-
-A callback that raises is reported through ``handle_error`` (logged, with traceback)
-and its connection is closed; the other connections never notice.  The price of one
-thread: a callback that computes for a second stalls every connection for a second
-(notebook 06 measures it).  Keep callbacks short; hand CPU work to a pool.
+connection.  A callback that raises is reported through ``handle_error`` and its
+connection aborted; the other connections never notice.  The price of one thread: a
+callback that computes for a second stalls every connection for a second (notebook 06
+measures it).  Keep callbacks short; hand CPU work to a pool.
 
 The reference example, the blog's upper-case echo, is three lines::
 
@@ -40,27 +51,21 @@ The reference example, the blog's upper-case echo, is three lines::
 
 from __future__ import annotations
 
-import logging
+import enum
+import os
 import selectors
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .pipeline import TCPServer, UnixStreamServer
-from .trace import emit
-
-__all__ = [
-    "ProtocolRequestHandler",
-    "SelectorMixIn",
-    "SelectorTCPServer",
-    "SelectorUnixStreamServer",
-]
-
-logger = logging.getLogger("minisocket")
+from .sockets import reset
+from .trace import emit, logger
 
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
-_OPEN, _CLOSING, _CLOSED = "open", "closing", "closed"
+_SO_ERROR = (socket.SOL_SOCKET, socket.SO_ERROR)
 
 # For the type checker the mix-in is a stream server (it needs a listening socket).
 if TYPE_CHECKING:
@@ -69,38 +74,49 @@ else:
     _MixInBase = object
 
 
+class State(enum.Enum):
+    """Where a :class:`Connection` is in its life.
+
+    ::
+
+        OPEN --EOF, eof_received() true--> WRITE_ONLY
+        OPEN, WRITE_ONLY --close() with output buffered--> CLOSING --flushed--> CLOSED
+        OPEN, WRITE_ONLY --close() with nothing buffered, EOF, abort(), error--> CLOSED
+        CLOSING --abort(), error--> CLOSED
+    """
+
+    OPEN = "open"  # reading (unless paused by back-pressure) and writing
+    WRITE_ONLY = "write-only"  # the peer sent EOF; the handler kept the connection to write
+    CLOSING = "closing"  # close() was called: flushing the buffer, reading nothing
+    CLOSED = "closed"  # unregistered, the socket handed back to the server
+
+
+_WRITABLE = (State.OPEN, State.WRITE_ONLY)
+
+
 class ProtocolRequestHandler:
     """One connection of a :class:`SelectorMixIn` server, as callbacks.
 
-    Override the callbacks; call :meth:`send` and :meth:`close`.  Attributes:
-    ``request`` (the non-blocking socket), ``client_address``, ``server``.
-    ``high_water``/``low_water``: output-buffer sizes (bytes) at which reading from
-    this connection pauses and resumes.  ``max_buffered``: past this many unsent
-    bytes the connection is aborted with ``BufferError`` -- back-pressure stops the
-    *client* from making the server produce more, but a handler that keeps calling
-    ``send`` without looking at :attr:`buffered` would otherwise grow the buffer
-    without limit (``None``: no limit).  ``disable_nagle_algorithm`` (default true, as
-    in asyncio): set ``TCP_NODELAY`` on TCP connections.
+    Override the callbacks; call :meth:`send`, :meth:`close` and :meth:`abort`.
+    Attributes: ``request`` (the non-blocking socket), ``client_address``, ``server``,
+    ``transport`` (the library's :class:`Connection`, set before ``connection_made``).
+    Class attributes: ``high_water``/``low_water``, the buffered bytes at which reading
+    pauses (and ``pause_writing`` is called) and resumes; ``max_buffered``, past which
+    the connection is aborted (``None``: only the server's budget applies);
+    ``disable_nagle_algorithm`` (default true, as in asyncio): ``TCP_NODELAY``.
     """
 
     high_water: int = 256 * 1024
     low_water: int = 64 * 1024
-    max_buffered: int | None = 64 * 1024 * 1024
-    disable_nagle_algorithm: bool = True  # as asyncio does: replies go out at once
+    max_buffered: int | None = 16 * 1024 * 1024
+    disable_nagle_algorithm: bool = True
+
+    transport: Connection
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
         self.request = request
         self.client_address = client_address
         self.server = server
-        self._out = bytearray()
-        self._state = _OPEN
-        self._reading = True  # false while paused by back-pressure
-        self._eof = False
-        self._selector: selectors.BaseSelector | None = None
-        self._events = 0  # what the selector watches for us now
-        self._last_active = time.monotonic()  # for the server's idle_timeout
-
-    # -- callbacks: override these ----------------------------------------------------
 
     def connection_made(self) -> None:
         """The connection is ready; ``send`` may be called from here on."""
@@ -109,273 +125,306 @@ class ProtocolRequestHandler:
         """Bytes arrived. Messages are not framed: a line may arrive in pieces."""
 
     def eof_received(self) -> bool | None:
-        """The client half-closed. Return True to keep the connection open for sending
+        """The client half-closed.  Return True to keep the connection open for sending
         (then call :meth:`close` when done); by default it is closed once the output
         buffer is flushed."""
         return None
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def pause_writing(self) -> None:
+        """More than ``high_water`` bytes are buffered: stop sending until resumed."""
+
+    def resume_writing(self) -> None:
+        """The buffer drained to ``low_water``: sending may go on."""
+
+    def connection_lost(self, exc: BaseException | None) -> None:
         """The connection is closed; *exc* says why, or is None for an orderly close."""
 
-    # -- methods for the handler -----------------------------------------------------
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue *data* for sending; never blocks. Ignored once the connection closes."""
+        self.transport.write(data)
+
+    def close(self) -> None:
+        """Close after the buffered output has been sent."""
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once; output still buffered is dropped, and the end is a reset."""
+        self.transport.abort()
 
     @property
     def buffered(self) -> int:
         """Bytes accepted by :meth:`send` and not yet handed to the kernel."""
-        return len(self._out)
+        return len(self.transport.out)
 
-    @property
-    def closed(self) -> bool:
-        return self._state is _CLOSED
 
-    def send(self, data: bytes | bytearray | memoryview) -> None:
-        """Queue *data* for sending; never blocks. Ignored once the connection closed."""
-        if self._state is not _OPEN or not data:
-            return
-        if not self._out:
-            # Nothing queued: try the kernel first, which usually takes everything.
-            try:
-                sent = self.request.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._lose(exc)
-                return
-            if sent == len(data):
-                return
-            self._out += memoryview(data)[sent:]
-        else:
-            self._out += data
-        if self.max_buffered is not None and len(self._out) > self.max_buffered:
-            self._out.clear()
-            self._lose(BufferError(f"more than {self.max_buffered} bytes waiting to be sent"))
-            return
-        self._update_events()
+class _Connections:
+    """What a :class:`SelectorMixIn` server keeps for all of its connections."""
 
-    def close(self) -> None:
-        """Close after the buffered output has been sent."""
-        if self._state is not _OPEN:
-            return
-        if self._out:
-            self._state = _CLOSING
-            self._update_events()
-        else:
-            self._lose(None)
+    def __init__(self, read_size: int) -> None:
+        self.open: set[Connection] = set()
+        self.buffered = 0  # bytes waiting to be sent, over every connection
+        self.buffer = bytearray(read_size)  # every read lands here first
+        self.view = memoryview(self.buffer)
+        self.next_sweep = 0.0  # when service_actions next looks for idle connections
+        self.pid = os.getpid()  # after a fork, the child must not touch them
 
-    def abort(self) -> None:
-        """Close at once, discarding buffered output."""
-        self._out.clear()
-        self._lose(None)
 
-    # -- the machinery, called by the server's loop ------------------------------------
+class Connection:
+    """The library's side of one connection: its socket, buffer, state and clock.
 
-    def _attach(self, selector: selectors.BaseSelector) -> None:
-        """Start watching on *selector* (a new run's selector after a restart)."""
-        self._selector = selector
-        self._events = 0
-        self._update_events()
+    It makes the handler and is the handler's ``transport``.  Everything runs on the
+    serving thread: the selector callback :meth:`ready`, and :meth:`write`,
+    :meth:`close` and :meth:`abort`, which the handler calls.
+    """
 
-    def _detach(self) -> None:
-        """The selector is going away: forget it without touching it."""
-        self._selector = None
-        self._events = 0
+    def __init__(self, server: SelectorMixIn, shared: _Connections, sock: Any, address: Any):
+        self.server, self.shared, self.sock, self.address = server, shared, sock, address
+        self.state = State.OPEN
+        self.out = bytearray()
+        self.paused = False  # back-pressure: not reading, the handler asked to pause
+        self.events = 0  # what the selector watches for this connection now
+        self.last_active = time.monotonic()  # the last progress, either way
+        self.handler: ProtocolRequestHandler = server.RequestHandlerClass(sock, address, server)
+        self.handler.transport = self
 
-    def _ready(self, events: int) -> None:
-        """The selector callback: flush, then read."""
+    def ready(self, events: int) -> None:
+        """The selector callback (and, with no events, the start): flush, then read."""
         try:
+            if not events:
+                self.shared.open.add(self)
+                self.update()
+                emit(self.server, "connection_made", self.address)
+                self.handler.connection_made()
             if events & _WRITE:
-                self._flush()
-            if events & _READ and self._state is _OPEN:
-                self._read()
+                self.flush()
+            if events & _READ and self.state is State.OPEN:
+                self.read()
         except Exception:
-            self.server._report_error(self.request, self.client_address)
+            self.report()
             self.abort()
 
-    def _read(self) -> None:
-        server = self.server
-        try:
-            size = self.request.recv_into(server._read_buffer)
-        except (BlockingIOError, InterruptedError):
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.state not in _WRITABLE or not data:
             return
-        except OSError as exc:
-            self._lose(exc)
-            return
-        if size:
-            self._last_active = time.monotonic()
-            tracer = server.tracer
-            if tracer is not None:
-                emit(tracer, "data_received", self.client_address, f"{size} bytes")
-            self.data_received(server._read_view[:size].tobytes())
-            return
-        self._eof = True
-        if server.tracer is not None:
-            emit(server.tracer, "eof_received", self.client_address)
-        if self.eof_received():
-            self._update_events()  # stop reading, keep the write side
+        if not self.out:  # nothing queued: try the kernel first, which usually takes all
+            sent = self.attempt(self.sock.send, data)
+            if sent == len(data) or self.state not in _WRITABLE:
+                return
+            data = memoryview(data)[sent or 0 :]
+        self.out += data
+        self.shared.buffered += len(data)
+        limit = self.handler.max_buffered
+        if (limit is not None and len(self.out) > limit) or (
+            self.shared.buffered > self.server.max_buffered_total
+        ):
+            self.abort(BufferError("over max_buffered or the server's max_buffered_total"))
         else:
+            self.update()
+
+    def close(self) -> None:
+        if self.state in _WRITABLE and self.out:
+            self.state = State.CLOSING
+            self.update()
+        elif self.state is not State.CLOSING:
+            self.abort()
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """End the connection now: unregister, tell the handler, hand the socket back."""
+        if self.state is State.CLOSED:
+            return
+        self.state, dropped = State.CLOSED, len(self.out)
+        self.shared.buffered -= dropped
+        self.out = bytearray()
+        if self.events:
+            self.server.unregister(self.sock)
+        self.shared.open.discard(self)
+        ours = dropped and not isinstance(exc, ConnectionError)  # not the peer's doing
+        if ours:
+            logger.warning("dropped %d unsent bytes to %s (%r): reset", dropped, self.address, exc)
+            reset(self.sock)
+        emit(self.server, "connection_lost", self.address, repr(exc) if exc else "")
+        try:
+            self.handler.connection_lost(exc)
+        except Exception:
+            self.report()
+        finally:
+            (self.server.close_request if ours else self.server.shutdown_request)(self.sock)
+
+    def attempt(self, operation: Callable[[Any], int], buffer: Any) -> int | None:
+        """A non-blocking ``send`` or ``recv_into``: ``None`` if it would block, or if it
+        failed (the connection is then aborted with the error)."""
+        try:
+            return operation(buffer)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            self.abort(exc)
+            return None
+
+    def read(self) -> None:
+        size = self.attempt(self.sock.recv_into, self.shared.buffer)
+        if size is None:
+            return
+        self.last_active = time.monotonic()
+        if size:
+            emit(self.server, "data_received", self.address, f"{size} bytes")
+            self.handler.data_received(self.shared.view[:size].tobytes())
+            return
+        emit(self.server, "eof_received", self.address)
+        keep_open = self.handler.eof_received()
+        if self.state is State.OPEN and keep_open:  # (the handler may have closed it)
+            self.state = State.WRITE_ONLY
+            self.update()
+        elif self.state is State.OPEN:
             self.close()
 
-    def _flush(self) -> None:
-        try:
-            sent = self.request.send(self._out)
-        except (BlockingIOError, InterruptedError):
+    def flush(self) -> None:
+        sent = self.attempt(self.sock.send, self.out)
+        if sent is None:
             return
-        except OSError as exc:
-            self._out.clear()
-            self._lose(exc)
-            return
-        del self._out[:sent]  # O(1): bytearray drops a prefix by moving its start
-        if not self._out and self._state is _CLOSING:
-            self._lose(None)
+        del self.out[:sent]  # O(1): bytearray drops a prefix by moving its start
+        self.shared.buffered -= sent
+        self.last_active = time.monotonic()
+        if not self.out and self.state is State.CLOSING:
+            self.abort()
         else:
-            self._update_events()
+            self.update()
 
-    def _update_events(self) -> None:
-        """Make the selector watch exactly what this connection needs now."""
-        pending = len(self._out)
-        tracer = self.server.tracer
-        if self._reading and pending > self.high_water:
-            self._reading = False
-            if tracer is not None:
-                emit(tracer, "pause_reading", self.client_address, f"{pending} buffered")
-        elif not self._reading and pending <= self.low_water:
-            self._reading = True
-            if tracer is not None:
-                emit(tracer, "resume_reading", self.client_address)
+    def update(self) -> None:
+        """Watch exactly what the connection needs now; pause or resume the handler."""
+        pending, handler, was_paused = len(self.out), self.handler, self.paused
+        if pending > handler.high_water:
+            self.paused = True
+        elif pending <= handler.low_water:
+            self.paused = False
         wanted = _WRITE if pending else 0
-        if self._reading and not self._eof and self._state is _OPEN:
+        if self.state is State.OPEN and not self.paused:
             wanted |= _READ
-        if wanted == self._events or self._selector is None:
-            return
-        if not self._events:
-            self._selector.register(self.request, wanted, self._ready)
-        elif wanted:
-            self._selector.modify(self.request, wanted, self._ready)
-        else:
-            self._selector.unregister(self.request)
-        self._events = wanted
+        if wanted and wanted != self.events:
+            self.server.register(self.sock, wanted, self.ready)
+        elif self.events and not wanted:
+            self.server.unregister(self.sock)
+        self.events = wanted
+        if self.paused != was_paused:
+            step = "pause_writing" if self.paused else "resume_writing"
+            emit(self.server, step, self.address, f"{pending} bytes buffered")
+            (handler.pause_writing if self.paused else handler.resume_writing)()
 
-    def _lose(self, exc: Exception | None) -> None:
-        """Tear down: unregister, tell the handler, give the socket back to the server."""
-        if self._state is _CLOSED:
-            return
-        self._state = _CLOSED
-        if self._events and self._selector is not None:
-            self._selector.unregister(self.request)
-            self._events = 0
-        server = self.server
-        if server.tracer is not None:
-            emit(server.tracer, "connection_lost", self.client_address, repr(exc) if exc else "")
-        try:
-            self.connection_lost(exc)
-        except Exception:
-            server._report_error(self.request, self.client_address)
-        finally:
-            server._connection_closed(self)
+    def check(self, now: float, idle_timeout: float | None) -> None:
+        """From the server's sweep: end the connection if it made no progress for
+        *idle_timeout*, or if the peer reset it while the handler only meant to write
+        (a write-only connection is not watched for reading, so nothing else would)."""
+        if idle_timeout is not None and now - self.last_active > idle_timeout:
+            emit(self.server, "idle_timeout", self.address)
+            logger.info("closed idle connection from %s", self.address)
+            self.abort(TimeoutError(f"no progress for {idle_timeout} s"))
+        elif self.state is State.WRITE_ONLY and (error := self.sock.getsockopt(*_SO_ERROR)):
+            self.abort(ConnectionResetError(error, os.strerror(error)))
+
+    def report(self) -> None:
+        """A callback raised: report it through the server's ``handle_error``."""
+        emit(self.server, "handle_error", self.address)
+        self.server.handle_error(self.sock, self.address)
 
 
 class SelectorMixIn(_MixInBase):
     """Serve every connection from the loop's thread, with :class:`ProtocolRequestHandler`.
 
-    Connections are served only while ``serve_forever`` runs; after ``shutdown()``
-    they stay open, frozen, until the next ``serve_forever`` (which resumes them) or
-    ``server_close`` (which closes them).  ``handle_request`` is not supported.
+    Connections are served while the loop runs (``serve_forever``, ``handle_request``);
+    after ``shutdown()`` they stay open, untouched, until the loop runs again or
+    ``server_close()``.  ``server_close()`` stops accepting, closes every connection and
+    gives their buffered output ``close_grace`` seconds to reach the clients.
 
-    ``idle_timeout`` (seconds, default ``None``): connections that received nothing for
-    that long are closed (``connection_lost`` gets a ``TimeoutError``), checked from
-    ``service_actions``, so within ``idle_timeout`` plus a ``poll_interval``.
-
-    For the lowest latency, set ``busy_poll`` (seconds; layer 02): the loop then keeps
-    polling that long after each burst of traffic instead of putting its thread to
-    sleep.  On this project's 2-CPU virtual machine, ``busy_poll = 50e-6`` took one
-    connection's round trip from about 80 us to 23 us, for up to 50 us of CPU each time
-    traffic pauses (``python -m minisocket.bench.ratios`` measures both).
+    ``idle_timeout`` (seconds, default ``None``): connections that made no progress in
+    either direction for that long are closed (``connection_lost`` gets a
+    ``TimeoutError``), checked from ``service_actions``, so within ``idle_timeout`` plus
+    a ``poll_interval``.  ``max_buffered_total``: the output the server may hold for all
+    its connections together.  For the lowest latency, a subclass may set
+    ``selector_class = BusyPollSelector``.
     """
 
     selector_class: type[selectors.BaseSelector] = selectors.DefaultSelector
     read_size: int = 64 * 1024
-    _next_sweep: float = 0.0
+    max_buffered_total: int = 64 * 1024 * 1024
+    close_grace: float | None = 5.0
+    __shared: _Connections | None = None
 
     def server_activate(self) -> None:
         handler = self.RequestHandlerClass
         if isinstance(handler, type) and not issubclass(handler, ProtocolRequestHandler):
-            raise TypeError(
-                f"{type(self).__name__} needs a ProtocolRequestHandler subclass, "
-                f"not {handler.__name__}: its handlers must not block"
-            )
+            raise TypeError(f"{type(self).__name__} needs a ProtocolRequestHandler subclass")
         super().server_activate()
         # The loop accepts only when the socket is readable, but a client may reset in
         # between; a blocking accept() would then freeze every connection.
         self.socket.setblocking(False)
-        self._read_buffer = bytearray(self.read_size)
-        self._read_view = memoryview(self._read_buffer)
-        self._connections: set[ProtocolRequestHandler] = set()
+        self.__shared = _Connections(self.read_size)
 
     @property
     def connections(self) -> frozenset[ProtocolRequestHandler]:
-        """The open connections (a snapshot)."""
-        return frozenset(self._connections)
+        """The handlers of the open connections (a snapshot)."""
+        return frozenset(c.handler for c in (self.__shared.open if self.__shared else ()))
 
-    def handle_request(self) -> None:
-        raise NotImplementedError(
-            f"{type(self).__name__} serves connections only inside serve_forever()"
-        )
-
-    def _loop_started(self, selector: selectors.BaseSelector) -> None:
-        super()._loop_started(selector)
-        for connection in self._connections:  # left open by an earlier run
-            connection._attach(selector)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        assert self.__shared is not None, "server_activate() has not run"
+        request.setblocking(False)
+        connection = Connection(self, self.__shared, request, client_address)
+        if connection.handler.disable_nagle_algorithm and request.family != socket.AF_UNIX:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection.ready(0)  # register it and call connection_made()
 
     def service_actions(self) -> None:
         super().service_actions()
-        idle = self.idle_timeout
-        if idle is not None:
-            now = time.monotonic()
-            if now >= self._next_sweep:
-                # A sweep is O(connections): a few per idle period, not one per event.
-                self._next_sweep = now + min(idle / 4, 1.0)
-                for connection in list(self._connections):
-                    if now - connection._last_active > idle:
-                        self._close_idle(connection)
-
-    def _close_idle(self, connection: ProtocolRequestHandler) -> None:
-        if self.tracer is not None:
-            emit(self.tracer, "idle_timeout", connection.client_address)
-        logger.info("closed idle connection from %s", connection.client_address)
-        connection._out.clear()
-        connection._lose(TimeoutError(f"idle for more than {self.idle_timeout} s"))
-
-    def _loop_stopped(self, selector: selectors.BaseSelector) -> None:
-        for connection in self._connections:  # frozen until the next run or close
-            connection._detach()
-        super()._loop_stopped(selector)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        selector = self.loop_selector
-        if selector is None:
-            raise RuntimeError("SelectorMixIn serves connections only inside serve_forever()")
-        request.setblocking(False)
-        handler = self.RequestHandlerClass(request, client_address, self)
-        if handler.disable_nagle_algorithm and request.family != socket.AF_UNIX:
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._connections.add(handler)
-        handler._attach(selector)
-        if self.tracer is not None:
-            emit(self.tracer, "connection_made", client_address)
-        try:
-            handler.connection_made()
-        except Exception:
-            self._report_error(request, client_address)
-            handler.abort()
-
-    def _connection_closed(self, handler: ProtocolRequestHandler) -> None:
-        self._connections.discard(handler)
-        self.shutdown_request(handler.request)
+        shared, now = self.__shared, time.monotonic()
+        if shared is not None and now >= shared.next_sweep:
+            # A sweep is O(connections): a few per idle period, not one per event.
+            shared.next_sweep = now + min((self.idle_timeout or 4.0) / 4, 1.0)
+            for connection in list(shared.open):
+                connection.check(now, self.idle_timeout)
 
     def server_close(self) -> None:
-        for connection in list(getattr(self, "_connections", ())):
-            connection.abort()
+        shared = self.__shared
+        if shared is not None and shared.pid != os.getpid():
+            for connection in shared.open:  # a forked child: they are the parent's
+                connection.sock.close()
+        elif shared is not None:
+            self.shutdown()  # a loop running on another thread stops first
+            self.pause_accepting()
+            for connection in list(shared.open):
+                connection.close()
+            deadline = time.monotonic() + (self.close_grace or 0.0)
+            while shared.open and (left := deadline - time.monotonic()) > 0:
+                self.poll(left)
+            for connection in list(shared.open):
+                connection.abort(TimeoutError(f"unsent after close_grace={self.close_grace} s"))
         super().server_close()
+
+
+class BusyPollSelector(selectors.DefaultSelector):
+    """The default selector, polling without sleeping for ``busy_poll`` seconds after a
+    ``select()`` that found something, before it blocks.
+
+    When ``select`` blocks, the thread's CPU goes idle, and waking it again takes the
+    kernel (and, in a virtual machine, the hypervisor) tens of microseconds -- more than
+    a small request costs to serve.  A client that answers quickly then finds the loop
+    awake.  The price: up to ``busy_poll`` seconds of CPU each time traffic pauses; an
+    idle loop never spins.  Only for a server that does its work on the loop's thread
+    (spinning in a threading server would hold the interpreter lock its handlers need).
+    """
+
+    busy_poll: float = 50e-6
+    __recent = False  # the last select() found something
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self.__recent and (timeout is None or timeout > 0):
+            spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+            deadline = time.perf_counter() + spin
+            while time.perf_counter() < deadline:
+                if ready := super().select(0):
+                    return ready
+            timeout = None if timeout is None else timeout - spin
+        ready = super().select(timeout)
+        self.__recent = bool(ready)
+        return ready
 
 
 class SelectorTCPServer(SelectorMixIn, TCPServer):

@@ -10,10 +10,10 @@ datagram servers), ``client_address`` and ``server``.
 
 ``StreamRequestHandler`` wraps the connection in two file objects: ``rfile`` (buffered
 reads; ``readline`` returns ``b''`` at end of file) and ``wfile`` (unbuffered by
-default: every ``write`` is on the wire before it returns, which is what interactive
-protocols expect).  The unbuffered ``wfile`` is a small ``BufferedIOBase`` that calls
-``sendall``: a raw ``SocketIO`` may write only part of the buffer, and a caller who
-ignores the count would silently lose the rest.
+default: every ``write`` is handed to the kernel before it returns, which is what
+interactive protocols expect).  The unbuffered ``wfile`` is a small ``BufferedIOBase``
+that sends until the kernel has taken everything: a raw ``SocketIO`` may write only part
+of the buffer, and a caller who ignores the count would silently lose the rest.
 
 ``DatagramRequestHandler`` offers the same two files over one datagram: ``rfile``
 reads the packet, and whatever was written to ``wfile`` goes back to the sender in one
@@ -31,19 +31,11 @@ import io
 import socket
 from typing import TYPE_CHECKING, Any, cast
 
+from .sockets import reset
 from .trace import emit
 
 if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer, WriteableBuffer
-
-__all__ = [
-    "BaseRequestHandler",
-    "StreamRequestHandler",
-    "DatagramRequestHandler",
-    "SocketWriter",
-    "LineLimitedReader",
-    "LineTooLong",
-]
+    from _typeshed import ReadableBuffer
 
 
 class BaseRequestHandler:
@@ -58,21 +50,13 @@ class BaseRequestHandler:
         self.request = request
         self.client_address = client_address
         self.server = server
-        tracer = getattr(server, "tracer", None)
-        if tracer is None:
-            self.setup()
-            try:
-                self.handle()
-            finally:
-                self.finish()
-            return
-        emit(tracer, "setup", client_address)
+        emit(server, "setup", client_address)
         self.setup()
         try:
-            emit(tracer, "handle", client_address)
+            emit(server, "handle", client_address)
             self.handle()
         finally:
-            emit(tracer, "finish", client_address)
+            emit(server, "finish", client_address)
             self.finish()
 
     def setup(self) -> None:
@@ -89,7 +73,12 @@ class SocketWriter(io.BufferedIOBase):
     """A write-only file on a socket whose ``write`` sends everything or raises.
 
     ``write`` returns the full length of the data, as ``BufferedIOBase`` promises, and
-    there is nothing to flush.
+    there is nothing to flush.  It sends piece by piece, so a socket timeout (the
+    server's ``idle_timeout``, the handler's ``timeout``) bounds how long the client may
+    take *no* data -- ``sendall`` would bound the whole reply, and cut off a client that
+    is steadily reading a large one.  When the timeout does strike, the reply is cut
+    short, so the connection is set to end with a reset: the client sees an error, not
+    a clean end after half a reply.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -99,8 +88,13 @@ class SocketWriter(io.BufferedIOBase):
         return True
 
     def write(self, b: ReadableBuffer) -> int:
-        self._sock.sendall(b)
-        with memoryview(b) as view:
+        with memoryview(b) as view, view.cast("B") as data:
+            try:
+                while data:
+                    data = data[self._sock.send(data) :]
+            except TimeoutError:
+                reset(self._sock)
+                raise
             return view.nbytes
 
     def fileno(self) -> int:
@@ -111,44 +105,24 @@ class LineTooLong(ValueError):
     """``rfile.readline()`` found no newline within the handler's ``max_line_length``."""
 
 
-class LineLimitedReader(io.BufferedIOBase):
+class LineLimitedReader(io.BufferedReader):
     """A buffered reader whose ``readline`` (and line iteration) refuses long lines.
 
     ``readline()`` with no size, or a size above *limit*, reads at most *limit* + 1
-    bytes and raises :class:`LineTooLong` if no newline came within *limit*; the rest of
-    the reader's interface is the wrapped reader's.  A client can then no longer make a
-    handler buffer an endless line in memory.
+    bytes and raises :class:`LineTooLong` if no newline came within *limit*.  A client
+    can then no longer make a handler buffer an endless line in memory.
     """
 
-    def __init__(self, raw: io.BufferedIOBase, limit: int) -> None:
-        self._reader = raw
+    def __init__(self, raw: io.RawIOBase, limit: int, buffer_size: int) -> None:
+        super().__init__(raw, buffer_size)
         self.limit = limit
-
-    def readable(self) -> bool:
-        return True
 
     def readline(self, size: int | None = -1) -> bytes:
         wanted = self.limit + 1 if size is None or size < 0 or size > self.limit else size
-        line = self._reader.readline(wanted)
+        line = super().readline(wanted)
         if len(line) > self.limit and not line.endswith(b"\n"):
             raise LineTooLong(f"no newline within {self.limit} bytes")
         return line
-
-    def read(self, size: int | None = -1) -> bytes:
-        return self._reader.read(size)
-
-    def read1(self, size: int = -1) -> bytes:
-        return self._reader.read1(size)
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        return self._reader.readinto(buffer)
-
-    def fileno(self) -> int:
-        return self._reader.fileno()
-
-    def close(self) -> None:
-        self._reader.close()
-        super().close()
 
 
 class StreamRequestHandler(BaseRequestHandler):
@@ -182,9 +156,12 @@ class StreamRequestHandler(BaseRequestHandler):
             self.connection.settimeout(self.timeout)
         if self.disable_nagle_algorithm:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
-        if self.max_line_length is not None:
-            self.rfile = LineLimitedReader(self.rfile, self.max_line_length)
+        if self.max_line_length is None:
+            self.rfile = cast(io.BufferedIOBase, self.connection.makefile("rb", self.rbufsize))
+        else:
+            raw = cast(io.RawIOBase, self.connection.makefile("rb", 0))
+            size = self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE
+            self.rfile = LineLimitedReader(raw, self.max_line_length, size)
         if self.wbufsize == 0:
             self.wfile = SocketWriter(self.connection)
         else:

@@ -5,188 +5,161 @@ Design note
 A synchronous server serves one request at a time on the loop's thread: a slow client
 holds up everyone behind it.  The cure is to hand the request to someone else in
 ``process_request`` and return to the loop at once.  A mix-in placed *before* the
-server class in the bases overrides that one hook (Python's MRO finds it first):
+server class in the bases overrides that hook (Python's MRO finds it first):
 
     class ThreadingTCPServer(ThreadingMixIn, TCPServer): pass
 
-    ThreadingTCPServer -> ThreadingMixIn -> TCPServer -> StreamSocketMixIn
-                       -> BaseServer -> ServeLoop -> ServerBase -> object
+    ThreadingTCPServer -> ThreadingMixIn -> TCPServer -> BaseServer -> ServeLoop
+
+Everything else -- ``__init__``, ``get_request``, ``shutdown_request`` -- still comes from
+``TCPServer``; the mix-in also overrides ``server_close``, to wait for its threads.
 
 ``ThreadingMixIn`` starts a thread per request.  ``daemon_threads`` (default false)
-decides whether those threads may outlive the interpreter; with ``block_on_close``
-(default true) ``server_close`` waits for the non-daemon ones.  The threads are kept in
-``_threads``, a list that drops finished threads whenever it has doubled in size, so a
-long-running server does not accumulate dead Thread objects.
+decides whether the interpreter may exit while those threads still run.  With
+``block_on_close`` (default true) ``server_close`` waits for the threads -- for at most
+``close_grace`` seconds, then it shuts their connections down and waits once more as
+long, and logs any handler still running after that.  socketserver waits forever: one
+idle client of a threading server makes its ``server_close`` hang.
 
 ``ForkingMixIn`` forks a child per request; the parent closes its copy of the
-connection and reaps its children.  It only ever waits for *its own* children --
-socketserver calls ``waitpid(-1)`` at ``max_children``, which reaps (and steals the
+connection and reaps its children.  It only ever waits for *its own* children, by pid
+-- socketserver calls ``waitpid(-1)`` at ``max_children``, which reaps (and steals the
 exit status of) any child of the process, and blocks the loop, ``shutdown()``
-included, until one exits.  minisocket watches each child through a pidfd on the
-loop's selector and, at ``max_children``, simply stops accepting until one exits.
+included, until one exits.  minisocket reaps in ``service_actions`` as socketserver
+does, and at ``max_children`` stops *accepting* (new clients wait in the backlog),
+checking every few milliseconds for a child that has exited, while the loop goes on
+serving everything else.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
-import selectors
 import socket
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .pipeline import BaseServer, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
-
-__all__ = [
-    "ThreadingMixIn",
-    "ForkingMixIn",
-    "ThreadingTCPServer",
-    "ThreadingUDPServer",
-    "ThreadingUnixStreamServer",
-    "ThreadingUnixDatagramServer",
-    "ForkingTCPServer",
-    "ForkingUDPServer",
-    "ForkingUnixStreamServer",
-    "ForkingUnixDatagramServer",
-]
-
-logger = logging.getLogger("minisocket")
-
-_HAVE_PIDFD = hasattr(os, "pidfd_open")
+from .pipeline import TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
+from .trace import emit, logger
 
 # Mix-ins are plain classes at run time (as in socketserver); for the type checker they
-# are BaseServers, so calls to the pipeline's hooks are checked.
+# are TCPServers, so calls to the pipeline's hooks are checked.
 if TYPE_CHECKING:
-    _MixInBase = BaseServer
+    _MixInBase = TCPServer
 else:
     _MixInBase = object
 
 
-class _ThreadList(list[threading.Thread]):
-    """Request threads to join on close; finished ones are dropped as the list grows."""
+class Requests:
+    """The requests being served on other threads: ``id(request)`` to ``[request,
+    thread, start time]`` in :attr:`serving`.  Threads add and remove their own entries;
+    ``server_close`` and the pool's time limit read them.  Iterating gives the threads,
+    as socketserver's ``_threads`` list does.
+
+    Owned by the process that made it: after a fork, the child's copy does nothing to
+    the connections, which are the parent's.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
-        self._reap_at = 8
+        self.serving: dict[int, list[Any]] = {}
+        self.pid = os.getpid()
 
-    def append(self, thread: threading.Thread) -> None:
-        if len(self) >= self._reap_at:
-            self[:] = [t for t in self if t.is_alive()]
-            self._reap_at = max(8, 2 * len(self))
-        super().append(thread)
+    def __len__(self) -> int:
+        return len(self.serving)
 
-    def join_all(self) -> None:
-        while self:
-            self.pop().join()
+    def __iter__(self) -> Iterator[threading.Thread]:
+        return iter([thread for _request, thread, _since in list(self.serving.values())])
+
+    def add(self, request: Any, thread: threading.Thread) -> None:
+        self.serving[id(request)] = [request, thread, time.monotonic()]
+
+    def discard(self, request: Any) -> None:
+        self.serving.pop(id(request), None)
+
+    def cut(self, older_than: float = 0.0) -> int:
+        """Shut down the connections of requests served for *older_than* seconds or
+        more, so their handlers see end of file or an error and return; each request
+        at most once.  Datagram requests share the server's socket: never cut."""
+        now, cut = time.monotonic(), 0
+        for entry in list(self.serving.values()):
+            request, _thread, since = entry
+            if now - since >= older_than and isinstance(request, socket.socket):
+                entry[2] = float("inf")  # never again
+                try:
+                    request.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv
+                    cut += 1
+                except OSError:
+                    pass  # closed meanwhile
+        return cut
+
+    def join(self, timeout: float | None) -> list[threading.Thread]:
+        """Join the serving threads, within *timeout* seconds; return those still alive."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        threads = set(self)
+        threads.discard(threading.current_thread())  # server_close() from a handler
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return [thread for thread in threads if thread.is_alive()]
 
 
 class ThreadingMixIn(_MixInBase):
     """Serve each request in a new thread.
 
     ``daemon_threads``: request threads do not keep the interpreter alive.
-    ``block_on_close``: ``server_close`` joins the request threads still running
-    (ignored for daemon threads).
-    ``close_grace``: how long requests still being served at ``server_close`` may go
-    on, in seconds, before their connections are shut down (their handlers then see
-    end of file or an error, and return).  With ``block_on_close``, ``server_close``
-    waits that long at most; without, it returns at once and the connections are shut
-    down in the background when the grace period ends.  socketserver has no such
-    bound: one idle client of a threading server makes ``server_close`` wait forever,
-    and with daemon threads connections go on being served after it returns.  ``None``
-    restores that.
+    ``block_on_close``: ``server_close`` waits for the request threads (ignored for
+    daemon threads).  ``close_grace``: how long requests still being served at
+    ``server_close`` may go on, in seconds, before their connections are shut down
+    (their handlers then see end of file or an error, and return); ``server_close``
+    then waits as long again for the threads, and logs those still running.  Without
+    ``block_on_close``, it returns at once and the connections are shut down in the
+    background after ``close_grace``.  ``None``: socketserver's way, no bound.
+    ``_threads`` (socketserver's name): the requests being served, by thread.
     """
 
     daemon_threads: bool = False
     block_on_close: bool = True
     close_grace: float | None = 5.0
-    # Empty until the first tracked thread; then the instance's own _ThreadList.
-    _threads: Sequence[threading.Thread] = ()
-    _live: _LiveRequests | None = None
+    _threads: Requests | None = None
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """The request thread's body: the pipeline's finish/error/shutdown steps."""
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            emit(self, "handle_error", client_address)
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            if self._threads is not None:
+                self._threads.discard(request)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
             target=self.process_request_thread, args=(request, client_address)
         )
         thread.daemon = self.daemon_threads
-        if self.block_on_close and not thread.daemon:
-            threads: _ThreadList | None = self.__dict__.get("_threads")
-            if threads is None:
-                threads = self._threads = _ThreadList()
-            threads.append(thread)
+        if self._threads is None:
+            self._threads = Requests()
+        self._threads.add(request, thread)
         thread.start()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """The request thread's body: the pipeline's finish/error/shutdown steps."""
-        live = self._live
-        if live is None:  # first request: racing threads may each make one; one wins
-            live = self.__dict__.setdefault("_live", _LiveRequests())
-        live.add(request)
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self._report_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            live.discard(request)
 
     def server_close(self) -> None:
         super().server_close()
-        live, grace = self._live, self.close_grace
-        if live is not None and len(live) and grace is not None:
-            if self.block_on_close and not self.daemon_threads:
-                live.close_after(grace)
-            else:  # do not block, but do not leave the connections served forever either
-                timer = threading.Timer(grace, live.close_after, args=(0.0,))
-                timer.daemon = True
+        requests, grace = self._threads, self.close_grace
+        if requests is None or requests.pid != os.getpid():
+            return
+        if self.daemon_threads or not self.block_on_close:
+            if grace is not None:  # do not block, but do not serve them forever either
+                timer = threading.Timer(grace, requests.cut)
+                timer.daemon = True  # and never keep the interpreter alive for it
                 timer.start()
-        threads: _ThreadList | None = self.__dict__.get("_threads")
-        if threads is not None:
-            threads.join_all()
-
-
-class _LiveRequests:
-    """The requests being served right now, so ``server_close`` can end them."""
-
-    def __init__(self) -> None:
-        self._requests: set[Any] = set()
-        self._changed = threading.Condition()
-
-    def add(self, request: Any) -> None:
-        with self._changed:
-            self._requests.add(request)
-
-    def discard(self, request: Any) -> None:
-        with self._changed:
-            self._requests.discard(request)
-            self._changed.notify_all()
-
-    def __len__(self) -> int:
-        return len(self._requests)
-
-    def close_after(self, grace: float) -> int:
-        """Wait up to *grace* seconds for the requests to finish; shut down the rest.
-
-        Returns how many connections were shut down.  Only stream sockets can be:
-        a datagram request shares the server's socket, which is already closed.
-        """
-        with self._changed:
-            self._changed.wait_for(lambda: not self._requests, timeout=grace)
-            remaining = list(self._requests)
-        cut = 0
-        for request in remaining:
-            if isinstance(request, socket.socket):
-                try:
-                    request.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked in recv
-                    cut += 1
-                except OSError:
-                    pass  # closed meanwhile
-        if cut:
+        elif requests.join(grace) and grace is not None:
             logger.info(
-                "server_close: shut down %d connection(s) still open after %g s", cut, grace
+                "server_close: shutting down %d connection(s) after %g s", requests.cut(), grace
             )
-        return cut
+            if stuck := requests.join(grace):
+                logger.warning("server_close: not waiting for handler thread(s) %s", stuck)
 
 
 class ForkingMixIn(_MixInBase):
@@ -196,50 +169,26 @@ class ForkingMixIn(_MixInBase):
     ``timeout``: ``handle_request`` wakes at least this often to reap.
     ``block_on_close``: ``server_close`` waits for every child.  ``active_children`` is
     the set of live child pids (``None`` before the first fork).
-
-    Inside ``serve_forever`` each child gets a *pidfd* (Linux 5.3+) registered on the
-    loop's selector, so the loop learns of a child's exit the moment it happens and
-    reaps exactly that child.  At ``max_children`` the loop stops watching the listening
-    socket -- new clients wait in the backlog -- and keeps serving everything else,
-    ``shutdown()`` included; the first exit resumes accepting.  Without pidfds (or
-    outside ``serve_forever``) children are reaped by polling each of *our own* pids
-    with ``WNOHANG``, and at ``max_children`` the server waits for one of them, a wait
-    that ``shutdown()`` interrupts.
     """
 
     timeout: float | None = 300
     active_children: set[int] | None = None
     max_children: int = 40
     block_on_close: bool = True
-    _pidfds: dict[int, int] | None = None  # pid -> pidfd, for children the loop watches
-    _accept_paused: bool = False
+    __full = False  # accepting is paused: max_children are alive
 
     def collect_children(self, *, blocking: bool = False) -> None:
-        """Reap finished children that the loop does not watch; at ``max_children``
-        (outside the loop), wait until one of them finishes."""
-        children = self.active_children
-        if not children:
-            return
-        watched = self._pidfds or {}
-        if not blocking and len(watched) == len(children):
-            return  # the loop reaps each of them when its pidfd fires: nothing to poll
-        self._reap(children, watched, blocking=blocking)
-        if self.loop_selector is not None and watched:
-            return  # the loop pauses accepting instead of waiting (see _child_started)
-        while len(children) >= self.max_children and not self._shutdown_requested:
-            self.pause(0.005)  # a shutdown() ends the wait early
-            self._reap(children, watched, blocking=False)
+        """Reap our children that have exited (with *blocking*: wait for all of them).
 
-    @staticmethod
-    def _reap(children: set[int], skip: dict[int, int], *, blocking: bool) -> None:
-        flags = 0 if blocking else os.WNOHANG
-        for pid in [p for p in children if blocking or p not in skip]:
+        Only our own pids are waited for, never ``waitpid(-1)``.
+        """
+        for pid in list(self.active_children or ()):
             try:
-                reaped, _status = os.waitpid(pid, flags)
+                done, _status = os.waitpid(pid, 0 if blocking else os.WNOHANG)
             except ChildProcessError:
-                reaped = pid  # already reaped elsewhere: it is gone all the same
-            if reaped:
-                children.discard(pid)
+                done = pid  # reaped by someone else: it is gone all the same
+            if done:
+                self.active_children.discard(pid)  # type: ignore[union-attr]
 
     def handle_timeout(self) -> None:
         self.collect_children()
@@ -255,7 +204,10 @@ class ForkingMixIn(_MixInBase):
                 self.active_children = set()
             self.active_children.add(pid)
             self.close_request(request)  # the child has its own copy
-            self._child_started(pid)
+            if len(self.active_children) >= self.max_children and not self.__full:
+                self.__full = True
+                self.pause_accepting()  # new clients wait in the backlog
+                self.call_later(0.005, self.__wait_for_room)
             return
         # In the child: serve, then leave without running the parent's cleanup code
         # (atexit handlers, finally blocks up the stack, buffered stdio of the parent).
@@ -264,54 +216,21 @@ class ForkingMixIn(_MixInBase):
             self.finish_request(request, client_address)
             status = 0
         except Exception:
-            self._report_error(request, client_address)
+            self.handle_error(request, client_address)
         finally:
             try:
                 self.shutdown_request(request)
             finally:
                 os._exit(status)
 
-    def _child_started(self, pid: int) -> None:
-        selector = self.loop_selector
-        if selector is None or not _HAVE_PIDFD:
-            return
-        try:
-            pidfd = os.pidfd_open(pid)
-        except OSError:
-            return  # the polling in service_actions will reap it
-        if self._pidfds is None:
-            self._pidfds = {}
-        self._pidfds[pid] = pidfd
-        selector.register(pidfd, selectors.EVENT_READ, functools.partial(self._child_exited, pid))
-        assert self.active_children is not None
-        if len(self.active_children) >= self.max_children and not self._accept_paused:
-            selector.unregister(self)  # new clients wait in the backlog
-            self._accept_paused = True
-
-    def _child_exited(self, pid: int, events: int) -> None:
-        """Loop callback: the child's pidfd became readable, so it has exited."""
-        assert self._pidfds is not None and self.active_children is not None
-        pidfd = self._pidfds.pop(pid)
-        selector = self.loop_selector
-        assert selector is not None
-        selector.unregister(pidfd)
-        os.close(pidfd)
-        try:
-            os.waitpid(pid, 0)  # returns at once: the child is a zombie already
-        except ChildProcessError:
-            pass
-        self.active_children.discard(pid)
-        if self._accept_paused and len(self.active_children) < self.max_children:
-            selector.register(self, selectors.EVENT_READ)
-            self._accept_paused = False
-
-    def _loop_stopped(self, selector: selectors.BaseSelector) -> None:
-        # The selector is closing: its pidfds go with it; polling takes over reaping.
-        for pidfd in (self._pidfds or {}).values():
-            os.close(pidfd)
-        self._pidfds = None
-        self._accept_paused = False
-        super()._loop_stopped(selector)
+    def __wait_for_room(self) -> None:
+        """At max_children, every 5 ms: reap, and accept again once a child is gone."""
+        self.collect_children()
+        if len(self.active_children or ()) < self.max_children:
+            self.__full = False
+            self.resume_accepting()
+        else:
+            self.call_later(0.005, self.__wait_for_room)
 
     def server_close(self) -> None:
         super().server_close()

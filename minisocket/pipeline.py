@@ -1,8 +1,8 @@
-"""Layer 03 — the request pipeline, and the four concrete servers.
+"""Layer 03 — the request pipeline (``BaseServer``) and the servers that own a socket.
 
 Design note
 -----------
-When the loop (layer 02) sees the listening socket readable it calls
+When the loop (layer 02) finds the listening socket readable it calls
 ``_handle_request_noblock``, which walks one request down a fixed path of hooks:
 
     get_request()                       accept: (request, client_address)
@@ -26,36 +26,40 @@ printed to stderr; with no logging configured Python still prints them.
 When ``accept()`` fails because the process or the system is out of descriptors
 (``EMFILE``, ``ENFILE``) or memory, the listening socket stays readable and socketserver
 retries at once, forever: a busy loop of failing accepts.  minisocket logs the first
-failure, pauses accepting for a few milliseconds, doubling up to 0.1 s while the error
-persists (a shutdown still interrupts the pause), and logs again when accepting resumes.
+failure and stops *accepting* -- only accepting: connections already open are still
+served -- for 5 ms, doubling up to 0.1 s while the error persists, and logs again when
+accepting resumes.
 
-The concrete servers stack a socket layer (01) in front of ``BaseServer``:
+The servers are socketserver's, with the socket code in ``TCPServer`` (the facts it
+rests on are layer 01); the others change a few attributes and methods:
 
-    TCPServer           = StreamSocketMixIn        + BaseServer
-    UDPServer           = DatagramSocketMixIn      + TCPServer
-    UnixStreamServer    = UnixStreamSocketMixIn    + TCPServer
-    UnixDatagramServer  = UnixDatagramSocketMixIn  + UDPServer
+    TCPServer(BaseServer)           UDPServer(TCPServer)
+    UnixStreamServer(TCPServer)     UnixDatagramServer(UDPServer)
+
+``idle_timeout`` (seconds, default ``None``) bounds how long a stream connection may
+make no progress: it becomes each accepted socket's timeout, so a blocking handler's
+read raises ``TimeoutError`` when its client has been silent that long, and the server
+logs it at INFO and closes the connection.  Without it, one idle client holds a
+synchronous server, a thread or a pool worker for as long as it likes.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
+import socket
 import sys
 from typing import Any
 
 from .loop import ServeLoop
 from .sockets import (
-    DatagramSocketMixIn,
-    StreamSocketMixIn,
-    UnixDatagramSocketMixIn,
-    UnixStreamSocketMixIn,
+    DatagramTruncated,
+    SocketFile,
+    family_for_address,
+    recv_datagram,
+    remove_socket_file,
+    socket_file,
 )
-from .trace import emit
-
-__all__ = ["BaseServer", "TCPServer", "UDPServer", "UnixStreamServer", "UnixDatagramServer"]
-
-logger = logging.getLogger("minisocket")
+from .trace import RepeatedWarning, emit, logger
 
 # accept() failures that mean "out of resources", not "this client went away".
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -67,23 +71,37 @@ class BaseServer(ServeLoop):
     """The request pipeline, independent of any socket type.
 
     Methods for the caller: ``__init__(server_address, RequestHandlerClass)``,
-    ``serve_forever``, ``shutdown``, ``handle_request``, ``server_close``, ``fileno``.
+    ``serve_forever``, ``shutdown``, ``handle_request``, ``server_close``.
 
-    Methods a subclass may override: ``server_bind``, ``server_activate``,
-    ``get_request``, ``verify_request``, ``process_request``, ``finish_request``,
-    ``shutdown_request``, ``close_request``, ``handle_error``, ``handle_timeout``,
-    ``service_actions``.
+    Methods a subclass may override: ``server_activate``, ``verify_request``,
+    ``process_request``, ``finish_request``, ``shutdown_request``, ``close_request``,
+    ``handle_error``, ``handle_timeout``, ``service_actions``.
 
     Class attributes: ``timeout`` (for ``handle_request``), ``tracer`` (pipeline
-    events).  Socket layers add ``address_family``, ``socket_type``,
-    ``request_queue_size``, ``allow_reuse_address``, ``allow_reuse_port``.
+    events).  Servers are context managers: leaving the ``with`` calls ``server_close``.
     """
 
-    _accept_pause: float = 0.0
+    def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
+        super().__init__()
+        self.server_address = server_address
+        self.RequestHandlerClass = RequestHandlerClass
+        self.__backoff = 0.0  # seconds accepting pauses after running out of descriptors
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.server_address!r}>"
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server_close()
+
+    def server_activate(self) -> None:
+        """Start accepting requests; called by the constructor. Socket layers listen."""
 
     def get_request(self) -> tuple[Any, Any]:
         """Return ``(request, client_address)``; a socket layer provides it."""
-        raise NotImplementedError(f"{type(self).__name__} has no socket layer")
+        raise NotImplementedError(f"{type(self).__name__} has no socket to take requests from")
 
     def _handle_request_noblock(self) -> None:
         """Serve one request the loop found ready. Never blocks waiting for a client."""
@@ -93,38 +111,33 @@ class BaseServer(ServeLoop):
             # Nothing to accept after all (another process took it, or the client gave
             # up), or no descriptors left: either way there is no request to serve.
             if exc.errno in _EXHAUSTED:
-                self._pause_accepting(exc)
+                self.__back_off(exc)
             return
-        if self._accept_pause:
-            self._accept_pause = 0.0
+        if self.__backoff:
+            self.__backoff = 0.0
             logger.warning("accepting connections again")
-        tracer = self.tracer
         accepted = self.verify_request(request, client_address)
-        if tracer is not None:
-            emit(tracer, "verify_request", client_address, "accepted" if accepted else "rejected")
+        emit(self, "verify_request", client_address, "accepted" if accepted else "rejected")
         if not accepted:
             self.shutdown_request(request)
             return
         try:
-            if tracer is not None:
-                emit(tracer, "process_request", client_address)
+            emit(self, "process_request", client_address)
             self.process_request(request, client_address)
         except Exception:
-            self._report_error(request, client_address)
+            emit(self, "handle_error", client_address)
+            self.handle_error(request, client_address)
             self.shutdown_request(request)
         except BaseException:
             self.shutdown_request(request)
             raise
 
-    def _pause_accepting(self, exc: OSError) -> None:
-        if not self._accept_pause:
+    def __back_off(self, exc: OSError) -> None:
+        if not self.__backoff:
             logger.error("accept() failed: %s; pausing accepts until resources free up", exc)
-            self._accept_pause = _FIRST_PAUSE
-        else:
-            self._accept_pause = min(2 * self._accept_pause, _LONGEST_PAUSE)
-        if self.tracer is not None:
-            emit(self.tracer, "accept_paused", None, exc.strerror or str(exc))
-        self.pause(self._accept_pause)
+        self.__backoff = min(2 * self.__backoff, _LONGEST_PAUSE) or _FIRST_PAUSE
+        self.pause_accepting()
+        self.call_later(self.__backoff, self.resume_accepting)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Return False to drop the request unanswered. Default: accept everyone."""
@@ -137,8 +150,7 @@ class BaseServer(ServeLoop):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Run the handler: ``RequestHandlerClass(request, client_address, self)``."""
-        if self.tracer is not None:
-            emit(self.tracer, "finish_request", client_address)
+        emit(self, "finish_request", client_address)
         self.RequestHandlerClass(request, client_address, self)
 
     def shutdown_request(self, request: Any) -> None:
@@ -155,38 +167,167 @@ class BaseServer(ServeLoop):
         serving.  Override to report elsewhere.
         """
         logger.error(
-            "Exception occurred during processing of request from %s",
-            client_address,
-            exc_info=True,
+            "Exception occurred during processing of request from %s", client_address, exc_info=True
         )
 
-    def _report_error(self, request: Any, client_address: Any) -> None:
-        """Trace, then call :meth:`handle_error`; every error path goes through here.
 
-        A ``TimeoutError`` on a server with an ``idle_timeout`` is the idle timeout doing
-        its job, not a failure: it is logged at INFO and ``handle_error`` is not called.
-        """
-        if isinstance(sys.exc_info()[1], TimeoutError) and getattr(self, "idle_timeout", None):
-            if self.tracer is not None:
-                emit(self.tracer, "idle_timeout", client_address)
+class TCPServer(BaseServer):
+    """A synchronous TCP server: one request at a time, on the serving thread.
+
+    Class attributes a subclass may tune:
+
+    ``address_family``        ``AF_INET`` (an IPv6 literal address selects ``AF_INET6``)
+    ``socket_type``           ``SOCK_STREAM``
+    ``request_queue_size``    the ``listen`` backlog, ``socket.SOMAXCONN``
+    ``allow_reuse_address``   set ``SO_REUSEADDR`` so a restart can bind at once
+    ``allow_reuse_port``      set ``SO_REUSEPORT`` so several servers share a port
+    ``idle_timeout``          seconds a connection may make no progress (``None``: forever)
+    ``unlink_on_close``       a Unix-domain server removes its socket file on close
+    """
+
+    address_family: int = socket.AF_INET
+    socket_type: int = socket.SOCK_STREAM
+    request_queue_size: int = socket.SOMAXCONN
+    allow_reuse_address: bool = False
+    allow_reuse_port: bool = False
+    idle_timeout: float | None = None
+    unlink_on_close: bool = True
+    __socket_file: SocketFile | None = None
+
+    def __init__(
+        self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass)
+        family = family_for_address(server_address, self.address_family)
+        if family != self.address_family:
+            self.address_family = family
+        self.socket = socket.socket(self.address_family, self.socket_type)
+        if bind_and_activate:
+            try:  # a failed bind (address in use, bad port) must not leak the descriptor
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    def server_bind(self) -> None:
+        """Set the reuse options, bind, and record the address the kernel chose."""
+        if self.allow_reuse_address and hasattr(socket, "SO_REUSEADDR"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.allow_reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.__socket_file = socket_file(self.server_address)
+
+    def server_activate(self) -> None:
+        """Listen, with a backlog of ``request_queue_size`` pending connections."""
+        self.socket.listen(self.request_queue_size)
+
+    def server_close(self) -> None:
+        """Close the listening socket; connections already accepted are not touched."""
+        super().server_close()
+        self.socket.close()
+        if self.unlink_on_close:
+            remove_socket_file(self.__socket_file)
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor, which the loop waits on."""
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[Any, Any]:
+        """Accept one connection: ``(connected_socket, client_address)``."""
+        request, client_address = self.socket.accept()
+        if self.idle_timeout is not None:
+            request.settimeout(self.idle_timeout)
+        emit(self, "get_request", client_address)
+        return request, client_address
+
+    def shutdown_request(self, request: Any) -> None:
+        """End one conversation: half-close so the peer reads EOF, then close."""
+        emit(self, "shutdown_request")
+        try:
+            # Sends FIN after any queued data; close() alone could reset the connection
+            # if the handler left unread input behind.
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the peer may already be gone (ENOTCONN); closing is all that is left
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Release one connection's descriptor."""
+        emit(self, "close_request")
+        request.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A ``TimeoutError`` with ``idle_timeout`` set is that timeout doing its job,
+        not a failure: it is logged at INFO.  Anything else is logged as an error."""
+        if isinstance(sys.exception(), TimeoutError) and self.idle_timeout is not None:
+            emit(self, "idle_timeout", client_address)
             logger.info("closed idle connection from %s", client_address)
-            return
-        if self.tracer is not None:
-            emit(self.tracer, "handle_error", client_address)
-        self.handle_error(request, client_address)
+        else:
+            super().handle_error(request, client_address)
 
 
-class TCPServer(StreamSocketMixIn, BaseServer):
-    """A synchronous TCP server: one request at a time, on the serving thread."""
+class UDPServer(TCPServer):
+    """A synchronous UDP server: each datagram is one request, ``(data, socket)``.
+
+    ``max_packet_size`` is the receive buffer.  A longer datagram does not fit, and the
+    kernel drops its tail; socketserver hands the truncated bytes to the handler as if
+    nothing happened.  minisocket detects it, logs it (at most once a second, with a
+    count), counts it in ``truncated`` and drops the datagram -- half a request is not a
+    request (``drop_truncated = False`` delivers it anyway, still logged).
+    """
+
+    allow_reuse_address: bool = False
+    socket_type: int = socket.SOCK_DGRAM
+    max_packet_size: int = 8192
+    drop_truncated: bool = True
+    truncated: int = 0
+    __warning: RepeatedWarning | None = None
+
+    def server_activate(self) -> None:
+        """Datagram sockets do not listen: binding is enough to receive."""
+
+    def get_request(self) -> tuple[Any, Any]:
+        data, client_address, truncated = recv_datagram(self.socket, self.max_packet_size)
+        if truncated:
+            self.__truncated(client_address)
+        emit(self, "get_request", client_address, f"{len(data)} bytes")
+        return (data, self.socket), client_address
+
+    def __truncated(self, client_address: Any) -> None:
+        self.truncated += 1
+        if self.__warning is None:
+            self.__warning = RepeatedWarning(
+                "oversized datagrams", "datagram from %s is larger than max_packet_size (%d): %s"
+            )
+        verdict = "dropped" if self.drop_truncated else "delivered truncated"
+        self.__warning(client_address, self.max_packet_size, verdict)
+        emit(self, "truncated", client_address, f"max_packet_size={self.max_packet_size}")
+        if self.drop_truncated:  # an OSError tells the pipeline there is no request
+            raise DatagramTruncated(f"datagram from {client_address} truncated")
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.__warning is not None:
+            self.__warning.flush()
+
+    def shutdown_request(self, request: Any) -> None:
+        """There is no conversation to end: just release the request."""
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """The socket is shared by every client: nothing to close per request."""
 
 
-class UDPServer(DatagramSocketMixIn, TCPServer):
-    """A synchronous UDP server: each datagram is one request."""
-
-
-class UnixStreamServer(UnixStreamSocketMixIn, TCPServer):
+class UnixStreamServer(TCPServer):
     """A synchronous Unix-domain stream server."""
 
+    address_family: int = getattr(socket, "AF_UNIX", -1)
 
-class UnixDatagramServer(UnixDatagramSocketMixIn, UDPServer):
+
+class UnixDatagramServer(UDPServer):
     """A synchronous Unix-domain datagram server."""
+
+    address_family: int = getattr(socket, "AF_UNIX", -1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +88,12 @@ def test_cpu_pins_every_thread_of_the_server() -> None:
         text=True,
     )
     try:
-        assert server.stdout is not None and server.stdout.readline().startswith("READY ")
-        tasks = Path(f"/proc/{server.pid}/task")
-        deadline = time.monotonic() + 10
-        while len(threads := list(tasks.iterdir())) < 16 and time.monotonic() < deadline:
-            time.sleep(0.01)  # serve_forever starts the pool's workers after READY
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"ping")  # the pool starts its workers with the first request
+            assert client.recv(4) == b"ping"
+        threads = list(Path(f"/proc/{server.pid}/task").iterdir())
         assert len(threads) >= 16
         for task in threads:
             status = (task / "status").read_text()

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import HOST, TIMEOUT, recv_all, serving
+from conftest import HOST, TIMEOUT, Steps, recv_all, serving
 
 from minisocket import (
     BaseRequestHandler,
@@ -240,3 +240,46 @@ def test_fixed_handler_stops_at_eof() -> None:
     server = run_one_client(FixedServer)
     assert server.counter.empty_reads == 1
     assert not getattr(server, "error", False)
+
+
+class BigReply(StreamRequestHandler):
+    size = 4 * 1024 * 1024
+
+    def handle(self) -> None:
+        self.wfile.write(b"x" * self.size)
+
+
+def slow_reader(address: Any, chunk: int = 32 * 1024, pause: float = 0.01) -> socket.socket:
+    """A client with a small receive buffer, so the server's writes wait for it."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, chunk)
+    client.settimeout(TIMEOUT)
+    client.connect(address)
+    return client
+
+
+def test_idle_timeout_does_not_cut_a_client_that_is_reading() -> None:
+    """The whole reply takes longer than idle_timeout to read, but bytes keep moving:
+    that is progress, not idleness (``sendall`` with a timeout would give up)."""
+    server = ThreadingTCPServer((HOST, 0), BigReply)
+    server.idle_timeout = 0.3
+    with serving(server), slow_reader(server.server_address) as client:
+        received, began = 0, time.monotonic()
+        while chunk := client.recv(32 * 1024):
+            received += len(chunk)
+            time.sleep(0.005)  # the pace of a slow reader, not a synchronisation
+        assert received == BigReply.size
+        assert time.monotonic() - began > server.idle_timeout
+
+
+def test_a_reply_cut_by_the_idle_timeout_ends_in_a_reset() -> None:
+    server = ThreadingTCPServer((HOST, 0), BigReply)
+    server.idle_timeout = 0.2
+    server.tracer = steps = Steps()
+    with serving(server), slow_reader(server.server_address) as client:
+        assert client.recv(1024)  # the reply started ...
+        steps.wait("idle_timeout")  # ... and the client stopped reading
+        steps.wait("close_request")
+        with pytest.raises(ConnectionResetError):  # not a clean end after half a reply
+            while client.recv(1024 * 1024):
+                pass

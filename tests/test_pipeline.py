@@ -5,12 +5,19 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
 from typing import Any
 
 import pytest
-from conftest import HOST, REQUEST_STEPS, TIMEOUT
+from conftest import HOST, REQUEST_STEPS, TIMEOUT, Steps, recv_all, serving
 
-from minisocket import BaseRequestHandler, TCPServer, TraceRecorder
+from minisocket import (
+    BaseRequestHandler,
+    ProtocolRequestHandler,
+    SelectorTCPServer,
+    TCPServer,
+    TraceRecorder,
+)
 from minisocket.pipeline import BaseServer
 
 
@@ -138,46 +145,76 @@ def test_trace_of_one_request_on_a_synchronous_server() -> None:
 
 
 class Exhausted(TCPServer):
-    """get_request fails with EMFILE a few times, then works again."""
+    """get_request fails with EMFILE while ``failing`` is set (as accept() would when
+    the process is out of descriptors), without taking the waiting connection."""
 
-    failures = 3
+    failing = True
 
     def get_request(self) -> tuple[Any, Any]:
-        if self.failures:
-            self.failures -= 1
+        if self.failing:
             raise OSError(errno.EMFILE, "Too many open files")
         return super().get_request()
 
 
-def test_descriptor_exhaustion_backs_off_and_logs_once_then_resumes(
+def test_descriptor_exhaustion_pauses_accepting_logs_once_then_resumes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pauses: list[float] = []
     with (
         caplog.at_level(logging.WARNING, logger="minisocket"),
         Exhausted((HOST, 0), Hello) as server,
     ):
-        server.pause = pauses.append  # type: ignore[method-assign]
-        client = socket.create_connection(server.server_address, timeout=TIMEOUT)
-        for _ in range(3):
-            server._handle_request_noblock()
-        assert pauses == [0.005, 0.01, 0.02]  # doubling, not a busy loop
-        server._handle_request_noblock()  # descriptors are back: served
-        assert client.recv(5) == b"hello"
-        client.close()
+        server.tracer = steps = Steps()
+        with (
+            serving(server),
+            socket.create_connection(server.server_address, timeout=TIMEOUT) as client,
+        ):
+            steps.wait("pause_accepting", 3)  # every failure pauses accepting, then retries
+            server.failing = False  # descriptors are back
+            assert recv_all(client) == b"hello"
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2
     assert "pausing accepts" in messages[0] and "again" in messages[1]
+    # A pause is a pause, not a busy loop: each one ended only when its back-off did.
+    assert steps.count("resume_accepting") >= 3
 
 
-def test_backoff_is_capped() -> None:
-    with Exhausted((HOST, 0), Hello) as server:
-        server.failures = 20
-        pauses: list[float] = []
-        server.pause = pauses.append  # type: ignore[method-assign]
-        for _ in range(20):
-            server._handle_request_noblock()
-        assert max(pauses) == 0.1
+class ExhaustedSelector(SelectorTCPServer):
+    failing = True
+
+    def get_request(self) -> tuple[Any, Any]:
+        if self.failing and self.connections:  # one connection in, then out of descriptors
+            raise OSError(errno.EMFILE, "Too many open files")
+        return super().get_request()
+
+
+class Echo(ProtocolRequestHandler):
+    def data_received(self, data: bytes) -> None:
+        self.send(data)
+
+
+def test_open_connections_are_served_while_accepting_is_paused() -> None:
+    """socketserver busy-loops on a failing accept(); pausing by sleeping would stall
+    every open connection for the back-off.  Only accepting pauses."""
+    with ExhaustedSelector((HOST, 0), Echo) as server:
+        server.tracer = steps = Steps()
+        with (
+            serving(server),
+            socket.create_connection(server.server_address, timeout=TIMEOUT) as client,
+        ):
+            client.sendall(b"x")
+            assert client.recv(1) == b"x"  # accepted and served
+            waiting = socket.create_connection(server.server_address, timeout=TIMEOUT)
+            steps.wait("pause_accepting")
+            served_while_paused = 0
+            deadline = time.monotonic() + TIMEOUT
+            while served_while_paused < 3 and time.monotonic() < deadline:
+                client.sendall(b"y")
+                assert client.recv(1) == b"y"
+                last_switch = [e.step for e in steps.events if e.step.endswith("_accepting")][-1]
+                served_while_paused += last_switch == "pause_accepting"
+            assert served_while_paused == 3
+            server.failing = False
+            waiting.close()
 
 
 def test_other_accept_errors_are_ignored_without_pausing() -> None:
@@ -185,14 +222,13 @@ def test_other_accept_errors_are_ignored_without_pausing() -> None:
         def get_request(self) -> tuple[Any, Any]:
             raise ConnectionAbortedError(errno.ECONNABORTED, "aborted")
 
-    with Aborted((HOST, 0), Hello) as server:
-        server.pause = pytest.fail  # type: ignore[assignment]
-        server._handle_request_noblock()
+    with Aborted((HOST, 0), Hello) as server, socket.create_connection(server.server_address):
+        server.tracer = steps = Steps()
+        server.handle_request()  # the listening socket was readable; accept() failed
+        assert steps.steps() == []
 
 
 def test_base_server_needs_a_socket_layer() -> None:
     server = BaseServer(("nowhere", 0), Hello)
-    with pytest.raises(NotImplementedError):
-        server.get_request()
     with pytest.raises(NotImplementedError):
         server.fileno()

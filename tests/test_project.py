@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -93,10 +96,57 @@ def test_core_library_has_no_runtime_dependencies() -> None:
     assert (ROOT / "minisocket" / "py.typed").exists()
 
 
+LAYERS = ["trace", "sockets", "loop", "pipeline", "handlers", "mixins", "pool", "evented"]
+
+
+def minisocket_imports(path: Path) -> set[str]:
+    """Every minisocket module *path* imports, anywhere: at the top, inside functions,
+    under ``if TYPE_CHECKING:``; as dotted names (``minisocket.loop``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "minisocket"}
+        elif isinstance(node, ast.ImportFrom) and node.level:  # relative: from .x import y
+            package = ".".join(path.relative_to(ROOT).with_suffix("").parts[: -node.level])
+            base = f"{package}.{node.module}" if node.module else package
+            found |= {base} if node.module else {f"{base}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "minisocket":
+            found.add(node.module or "")
+    return found
+
+
 def test_modules_import_only_from_earlier_layers() -> None:
-    order = ["trace", "sockets", "loop", "pipeline", "handlers", "mixins", "pool", "evented"]
-    for position, name in enumerate(order):
-        source = (ROOT / "minisocket" / f"{name}.py").read_text()
-        imported = set(re.findall(r"^from \.(\w+) import", source, re.M))
-        later = imported - set(order[:position])
-        assert not later, f"minisocket.{name} imports later layers {later}"
+    for position, name in enumerate(LAYERS):
+        imported = minisocket_imports(ROOT / "minisocket" / f"{name}.py")
+        allowed = {f"minisocket.{earlier}" for earlier in LAYERS[:position]}
+        assert imported <= allowed, f"minisocket.{name} imports {imported - allowed}"
+
+
+def test_import_minisocket_loads_the_core_and_nothing_else() -> None:
+    probe = (
+        "import sys; before = set(sys.modules); import minisocket; "
+        "print(*sorted(set(sys.modules) - before))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
+    ours = {m for m in loaded if m.split(".")[0] == "minisocket"}
+    assert ours == {"minisocket", *(f"minisocket.{layer}" for layer in LAYERS)}
+    foreign = {"ipywidgets", "matplotlib", "numpy", "IPython", "nbformat", "tqdm"}
+    assert not {m.split(".")[0] for m in loaded} & foreign
+
+
+def test_no_select_select_anywhere() -> None:
+    """select() cannot watch a descriptor numbered 1024 or more; poll and epoll can."""
+    for path in (ROOT / "minisocket").rglob("*.py"):
+        assert "select.select(" not in path.read_text(), path
+
+
+TEACHING_TESTS = {"test_widgets", "test_exercises", "test_browser", "test_capstone", "test_bench"}
+
+
+def test_tests_of_the_core_do_not_import_teaching_aids() -> None:
+    for path in (ROOT / "tests").glob("*.py"):
+        if path.stem not in TEACHING_TESTS:
+            aids = {m for m in minisocket_imports(path) if m.startswith("minisocket.lab")}
+            assert not aids, f"{path.name} imports {aids}"

@@ -1,4 +1,4 @@
-"""Layer 01: the listening socket on its own, without a loop or a pipeline."""
+"""Layer 01: the socket facts, and TCPServer's socket hooks called by hand (no loop)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,17 @@ import os
 import socket
 
 import pytest
-from conftest import HOST, TIMEOUT
+from conftest import HOST, TIMEOUT, open_fds
 
-from minisocket.sockets import (
-    DatagramSocketMixIn,
-    ServerBase,
-    StreamSocketMixIn,
-    UnixDatagramSocketMixIn,
-    UnixStreamSocketMixIn,
-    family_for_address,
-)
+from minisocket import TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
+from minisocket.sockets import family_for_address, recv_datagram, reset
 
 
-class Listener(StreamSocketMixIn, ServerBase):
-    """The socket layer alone: enough to bind, listen and accept by hand."""
+class Listener(TCPServer):
+    """A TCP server whose hooks the tests call by hand."""
 
 
-class DatagramListener(DatagramSocketMixIn, ServerBase):
-    pass
+DatagramListener = UDPServer
 
 
 def handler(*args: object) -> None:
@@ -82,12 +75,12 @@ def test_bind_and_activate_false_defers_both() -> None:
 
 def test_failed_bind_closes_the_socket() -> None:
     with Listener((HOST, 0), handler) as taken:
-        before = len(os.listdir("/proc/self/fd"))
+        before = open_fds()
         for _ in range(50):
             with pytest.raises(OSError) as info:
                 Listener(taken.server_address, handler)
             assert info.value.errno == errno.EADDRINUSE
-        assert len(os.listdir("/proc/self/fd")) == before
+        assert open_fds() == before
 
 
 @pytest.mark.parametrize(
@@ -134,9 +127,7 @@ def test_datagram_request_is_data_and_socket() -> None:
 
 
 def test_unix_stream_socket_file_is_removed_on_close(unix_path: str) -> None:
-    class UnixListener(UnixStreamSocketMixIn, ServerBase):
-        pass
-
+    UnixListener = UnixStreamServer
     for _ in range(2):  # the second bind works only because the first removed its file
         with UnixListener(unix_path, handler) as server:
             assert os.path.exists(unix_path)
@@ -145,10 +136,7 @@ def test_unix_stream_socket_file_is_removed_on_close(unix_path: str) -> None:
 
 
 def test_unix_socket_file_of_someone_else_is_left_alone(unix_path: str) -> None:
-    class UnixListener(UnixDatagramSocketMixIn, ServerBase):
-        pass
-
-    server = UnixListener(unix_path, handler)
+    server = UnixDatagramServer(unix_path, handler)
     os.unlink(unix_path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as other:
         other.bind(unix_path)  # a new file at the same path, not ours
@@ -157,7 +145,7 @@ def test_unix_socket_file_of_someone_else_is_left_alone(unix_path: str) -> None:
 
 
 def test_unlink_on_close_can_be_turned_off(unix_path: str) -> None:
-    class Keeping(UnixStreamSocketMixIn, ServerBase):
+    class Keeping(UnixStreamServer):
         unlink_on_close = False
 
     with Keeping(unix_path, handler):
@@ -168,3 +156,40 @@ def test_unlink_on_close_can_be_turned_off(unix_path: str) -> None:
 def test_repr_names_the_class_and_address() -> None:
     with Listener((HOST, 0), handler) as server:
         assert repr(server) == f"<Listener {server.server_address!r}>"
+
+
+def test_a_forked_child_closing_the_server_leaves_the_parents_socket_file(unix_path: str) -> None:
+    with UnixStreamServer(unix_path, handler) as server:
+        child = os.fork()
+        if child == 0:  # the child closes its copy, as a pre-fork worker might
+            server.server_close()
+            os._exit(0 if os.path.exists(unix_path) else 1)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.path.exists(unix_path)  # still there for the parent
+    assert not os.path.exists(unix_path)  # and removed by the parent, which bound it
+
+
+def test_recv_datagram_reports_truncation() -> None:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender,
+    ):
+        receiver.bind((HOST, 0))
+        receiver.settimeout(TIMEOUT)
+        sender.sendto(b"x" * 100, receiver.getsockname())
+        sender.sendto(b"y" * 10, receiver.getsockname())
+        assert recv_datagram(receiver, 50)[::2] == (b"x" * 50, True)
+        assert recv_datagram(receiver, 50)[::2] == (b"y" * 10, False)
+
+
+def test_reset_makes_the_peer_read_an_error_not_an_end() -> None:
+    with socket.create_server((HOST, 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=TIMEOUT)
+        server_side, _ = listener.accept()
+        server_side.sendall(b"half a rep")
+        reset(server_side)
+        server_side.close()
+        with client, pytest.raises(ConnectionResetError):
+            while client.recv(1024):  # what arrived before the reset may still be read
+                pass
