@@ -155,7 +155,7 @@ def test_handle_request_hands_the_connection_to_a_worker() -> None:
 def test_a_pooled_udp_server() -> None:
     class Reply(BaseRequestHandler):
         def handle(self) -> None:
-            data, sock = self.request
+            _data, sock = self.request
             sock.sendto(threading.current_thread().name.encode(), self.client_address)
 
     class Pooled(ThreadPoolMixIn, UDPServer):
