@@ -41,36 +41,19 @@ from .trace import TraceEvent, TraceRecorder
 
 __version__ = "0.2.0"
 
+# fmt: off
 __all__ = [
-    # socketserver's names
-    "BaseServer",
-    "TCPServer",
-    "UDPServer",
-    "UnixStreamServer",
-    "UnixDatagramServer",
-    "ThreadingMixIn",
-    "ForkingMixIn",
-    "ThreadingTCPServer",
-    "ThreadingUDPServer",
-    "ThreadingUnixStreamServer",
-    "ThreadingUnixDatagramServer",
-    "ForkingTCPServer",
-    "ForkingUDPServer",
-    "ForkingUnixStreamServer",
-    "ForkingUnixDatagramServer",
-    "BaseRequestHandler",
-    "StreamRequestHandler",
-    "DatagramRequestHandler",
+    # socketserver's names, in its order
+    "BaseServer", "TCPServer", "UDPServer", "UnixStreamServer", "UnixDatagramServer",
+    "ThreadingMixIn", "ForkingMixIn",
+    "ThreadingTCPServer", "ThreadingUDPServer",
+    "ThreadingUnixStreamServer", "ThreadingUnixDatagramServer",
+    "ForkingTCPServer", "ForkingUDPServer", "ForkingUnixStreamServer", "ForkingUnixDatagramServer",
+    "BaseRequestHandler", "StreamRequestHandler", "DatagramRequestHandler",
     # minisocket's own
-    "ThreadPoolMixIn",
-    "ThreadPoolTCPServer",
-    "ThreadPoolUnixStreamServer",
-    "SelectorMixIn",
-    "SelectorTCPServer",
-    "SelectorUnixStreamServer",
-    "ProtocolRequestHandler",
-    "BusyPollSelector",
-    "TraceEvent",
-    "TraceRecorder",
-    "serving",
+    "ThreadPoolMixIn", "ThreadPoolTCPServer", "ThreadPoolUnixStreamServer",
+    "SelectorMixIn", "SelectorTCPServer", "SelectorUnixStreamServer",
+    "ProtocolRequestHandler", "BusyPollSelector",
+    "TraceEvent", "TraceRecorder", "serving",
 ]
+# fmt: on

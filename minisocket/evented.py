@@ -57,21 +57,13 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .pipeline import TCPServer, UnixStreamServer
+from .pipeline import MixInBase, TCPServer, UnixStreamServer
 from .sockets import reset
 from .trace import emit, logger
 
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
 _SO_ERROR = (socket.SOL_SOCKET, socket.SO_ERROR)
-
-# For the type checker the mix-in is a stream server (it needs a listening socket).
-if TYPE_CHECKING:
-    _MixInBase = TCPServer
-else:
-    _MixInBase = object
 
 
 class State(enum.Enum):
@@ -114,9 +106,7 @@ class ProtocolRequestHandler:
     transport: Connection
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
-        self.request = request
-        self.client_address = client_address
-        self.server = server
+        self.request, self.client_address, self.server = request, client_address, server
 
     def connection_made(self) -> None:
         """The connection is ready; ``send`` may be called from here on."""
@@ -128,7 +118,6 @@ class ProtocolRequestHandler:
         """The client half-closed.  Return True to keep the connection open for sending
         (then call :meth:`close` when done); by default it is closed once the output
         buffer is flushed."""
-        return None
 
     def pause_writing(self) -> None:
         """More than ``high_water`` bytes are buffered: stop sending until resumed."""
@@ -195,9 +184,9 @@ class Connection:
                 self.update()
                 emit(self.server, "connection_made", self.address)
                 self.handler.connection_made()
-            if events & _WRITE:
+            if events & selectors.EVENT_WRITE:
                 self.flush()
-            if events & _READ and self.state is State.OPEN:
+            if events & selectors.EVENT_READ and self.state is State.OPEN:
                 self.read()
         except Exception:
             self.report()
@@ -206,20 +195,14 @@ class Connection:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.state not in _WRITABLE or not data:
             return
-        if not self.out:  # nothing queued: try the kernel first, which usually takes all
-            sent = self.attempt(self.sock.send, data)
-            if sent == len(data) or self.state not in _WRITABLE:
-                return
-            data = memoryview(data)[sent or 0 :]
         self.out += data
         self.shared.buffered += len(data)
+        self.flush()  # the kernel usually takes it all at once
         limit = self.handler.max_buffered
         if (limit is not None and len(self.out) > limit) or (
             self.shared.buffered > self.server.max_buffered_total
         ):
             self.abort(BufferError("over max_buffered or the server's max_buffered_total"))
-        else:
-            self.update()
 
     def close(self) -> None:
         if self.state in _WRITABLE and self.out:
@@ -279,15 +262,13 @@ class Connection:
             self.close()
 
     def flush(self) -> None:
-        sent = self.attempt(self.sock.send, self.out)
-        if sent is None:
-            return
-        del self.out[:sent]  # O(1): bytearray drops a prefix by moving its start
-        self.shared.buffered -= sent
-        self.last_active = time.monotonic()
+        if sent := self.attempt(self.sock.send, self.out):
+            del self.out[:sent]  # O(1): bytearray drops a prefix by moving its start
+            self.shared.buffered -= sent
+            self.last_active = time.monotonic()
         if not self.out and self.state is State.CLOSING:
             self.abort()
-        else:
+        elif self.state is not State.CLOSED:  # (a failed send aborted the connection)
             self.update()
 
     def update(self) -> None:
@@ -297,9 +278,9 @@ class Connection:
             self.paused = True
         elif pending <= handler.low_water:
             self.paused = False
-        wanted = _WRITE if pending else 0
+        wanted = selectors.EVENT_WRITE if pending else 0
         if self.state is State.OPEN and not self.paused:
-            wanted |= _READ
+            wanted |= selectors.EVENT_READ
         if wanted and wanted != self.events:
             self.server.register(self.sock, wanted, self.ready)
         elif self.events and not wanted:
@@ -327,7 +308,7 @@ class Connection:
         self.server.handle_error(self.sock, self.address)
 
 
-class SelectorMixIn(_MixInBase):
+class SelectorMixIn(MixInBase):
     """Serve every connection from the loop's thread, with :class:`ProtocolRequestHandler`.
 
     Connections are served while the loop runs (``serve_forever``, ``handle_request``);
@@ -415,21 +396,18 @@ class BusyPollSelector(selectors.DefaultSelector):
     __recent = False  # the last select() found something
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if self.__recent and (timeout is None or timeout > 0):
-            spin = self.busy_poll if timeout is None else min(self.busy_poll, timeout)
+        if self.__recent and timeout != 0:
+            spin = min(self.busy_poll, timeout or self.busy_poll)  # never past the timeout
             deadline = time.perf_counter() + spin
             while time.perf_counter() < deadline:
                 if ready := super().select(0):
                     return ready
-            timeout = None if timeout is None else timeout - spin
-        ready = super().select(timeout)
-        self.__recent = bool(ready)
+            timeout = timeout and timeout - spin  # what is left of it (None: no limit)
+        self.__recent = bool(ready := super().select(timeout))
         return ready
 
 
-class SelectorTCPServer(SelectorMixIn, TCPServer):
-    pass
+class SelectorTCPServer(SelectorMixIn, TCPServer): ...
 
 
-class SelectorUnixStreamServer(SelectorMixIn, UnixStreamServer):
-    pass
+class SelectorUnixStreamServer(SelectorMixIn, UnixStreamServer): ...

@@ -47,9 +47,7 @@ class BaseRequestHandler:
     """
 
     def __init__(self, request: Any, client_address: Any, server: Any) -> None:
-        self.request = request
-        self.client_address = client_address
-        self.server = server
+        self.request, self.client_address, self.server = request, client_address, server
         emit(server, "setup", client_address)
         self.setup()
         try:

@@ -57,14 +57,7 @@ from typing import Any
 
 from .trace import Tracer, emit
 
-# poll() has no descriptor limit (select() stops at 1024) and, unlike epoll, costs no
-# descriptor of its own: the right default for a loop that watches two descriptors.
-_Selector: type[selectors.BaseSelector] = getattr(
-    selectors, "PollSelector", selectors.SelectSelector
-)
 _order = itertools.count()  # breaks ties between timers due at the same instant
-
-Callback = Callable[[int], object]
 
 
 class Waker:
@@ -91,8 +84,7 @@ class Waker:
 
     def drain(self, events: int = selectors.EVENT_READ) -> None:
         try:
-            while self.reader.recv(4096):
-                pass
+            self.reader.recv(4096)  # if more is waiting, the next select() says so
         except BlockingIOError:
             pass
 
@@ -112,7 +104,9 @@ class ServeLoop:
     """
 
     timeout: float | None = None
-    selector_class: type[selectors.BaseSelector] = _Selector
+    # poll() has no descriptor limit (select() stops at 1024) and, unlike epoll, costs no
+    # descriptor of its own: the right default for a loop that watches two descriptors.
+    selector_class: type[selectors.BaseSelector] = selectors.PollSelector
     tracer: Tracer | None = None
     socket: socket.socket
 
@@ -212,13 +206,13 @@ class ServeLoop:
 
     # -- the reactor: for later layers, on the serving thread -----------------------
 
-    def register(self, fileobj: Any, events: int, callback: Callback) -> None:
+    def register(self, fileobj: Any, events: int, callback: Callable[[int], object]) -> None:
         """Call ``callback(events)`` whenever *fileobj* is ready for *events*
         (``selectors.EVENT_READ`` and/or ``EVENT_WRITE``); again: replace both."""
         selector = self.__open()
-        if fileobj in selector.get_map():
+        try:
             selector.modify(fileobj, events, callback)
-        else:
+        except KeyError:  # not registered yet
             selector.register(fileobj, events, callback)
 
     def unregister(self, fileobj: Any) -> None:

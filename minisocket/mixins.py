@@ -37,52 +37,37 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .pipeline import TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
+from .pipeline import MixInBase, TCPServer, UDPServer, UnixDatagramServer, UnixStreamServer
 from .trace import emit, logger
 
-# Mix-ins are plain classes at run time (as in socketserver); for the type checker they
-# are TCPServers, so calls to the pipeline's hooks are checked.
-if TYPE_CHECKING:
-    _MixInBase = TCPServer
-else:
-    _MixInBase = object
 
-
-class Requests:
+class Requests(dict[int, list[Any]]):
     """The requests being served on other threads: ``id(request)`` to ``[request,
-    thread, start time]`` in :attr:`serving`.  Threads add and remove their own entries;
-    ``server_close`` and the pool's time limit read them.  Iterating gives the threads,
-    as socketserver's ``_threads`` list does.
+    thread, start time]``.  Threads add and remove their own entries; ``server_close``
+    and the pool's time limit read them.
 
     Owned by the process that made it: after a fork, the child's copy does nothing to
     the connections, which are the parent's.
     """
 
     def __init__(self) -> None:
-        self.serving: dict[int, list[Any]] = {}
+        super().__init__()
         self.pid = os.getpid()
 
-    def __len__(self) -> int:
-        return len(self.serving)
-
-    def __iter__(self) -> Iterator[threading.Thread]:
-        return iter([thread for _request, thread, _since in list(self.serving.values())])
-
     def add(self, request: Any, thread: threading.Thread) -> None:
-        self.serving[id(request)] = [request, thread, time.monotonic()]
+        self[id(request)] = [request, thread, time.monotonic()]
 
     def discard(self, request: Any) -> None:
-        self.serving.pop(id(request), None)
+        self.pop(id(request), None)
 
     def cut(self, older_than: float = 0.0) -> int:
         """Shut down the connections of requests served for *older_than* seconds or
         more, so their handlers see end of file or an error and return; each request
         at most once.  Datagram requests share the server's socket: never cut."""
         now, cut = time.monotonic(), 0
-        for entry in list(self.serving.values()):
+        for entry in list(self.values()):
             request, _thread, since = entry
             if now - since >= older_than and isinstance(request, socket.socket):
                 entry[2] = float("inf")  # never again
@@ -96,14 +81,14 @@ class Requests:
     def join(self, timeout: float | None) -> list[threading.Thread]:
         """Join the serving threads, within *timeout* seconds; return those still alive."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        threads = set(self)
+        threads = {thread for _request, thread, _since in list(self.values())}
         threads.discard(threading.current_thread())  # server_close() from a handler
         for thread in threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return [thread for thread in threads if thread.is_alive()]
 
 
-class ThreadingMixIn(_MixInBase):
+class ThreadingMixIn(MixInBase):
     """Serve each request in a new thread.
 
     ``daemon_threads``: request threads do not keep the interpreter alive.
@@ -155,14 +140,12 @@ class ThreadingMixIn(_MixInBase):
                 timer.daemon = True  # and never keep the interpreter alive for it
                 timer.start()
         elif requests.join(grace) and grace is not None:
-            logger.info(
-                "server_close: shutting down %d connection(s) after %g s", requests.cut(), grace
-            )
+            logger.info("server_close: cut %d connection(s) after %g s", requests.cut(), grace)
             if stuck := requests.join(grace):
                 logger.warning("server_close: not waiting for handler thread(s) %s", stuck)
 
 
-class ForkingMixIn(_MixInBase):
+class ForkingMixIn(MixInBase):
     """Serve each request in a child process (POSIX only).
 
     ``max_children``: at this many live children, accept no more until one exits.
@@ -175,7 +158,6 @@ class ForkingMixIn(_MixInBase):
     active_children: set[int] | None = None
     max_children: int = 40
     block_on_close: bool = True
-    __full = False  # accepting is paused: max_children are alive
 
     def collect_children(self, *, blocking: bool = False) -> None:
         """Reap our children that have exited (with *blocking*: wait for all of them).
@@ -204,8 +186,7 @@ class ForkingMixIn(_MixInBase):
                 self.active_children = set()
             self.active_children.add(pid)
             self.close_request(request)  # the child has its own copy
-            if len(self.active_children) >= self.max_children and not self.__full:
-                self.__full = True
+            if len(self.active_children) >= self.max_children:  # (only when accepting)
                 self.pause_accepting()  # new clients wait in the backlog
                 self.call_later(0.005, self.__wait_for_room)
             return
@@ -227,7 +208,6 @@ class ForkingMixIn(_MixInBase):
         """At max_children, every 5 ms: reap, and accept again once a child is gone."""
         self.collect_children()
         if len(self.active_children or ()) < self.max_children:
-            self.__full = False
             self.resume_accepting()
         else:
             self.call_later(0.005, self.__wait_for_room)
@@ -237,33 +217,25 @@ class ForkingMixIn(_MixInBase):
         self.collect_children(blocking=self.block_on_close)
 
 
-class ThreadingTCPServer(ThreadingMixIn, TCPServer):
-    pass
+class ThreadingTCPServer(ThreadingMixIn, TCPServer): ...
 
 
-class ThreadingUDPServer(ThreadingMixIn, UDPServer):
-    pass
+class ThreadingUDPServer(ThreadingMixIn, UDPServer): ...
 
 
-class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer):
-    pass
+class ThreadingUnixStreamServer(ThreadingMixIn, UnixStreamServer): ...
 
 
-class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer):
-    pass
+class ThreadingUnixDatagramServer(ThreadingMixIn, UnixDatagramServer): ...
 
 
-class ForkingTCPServer(ForkingMixIn, TCPServer):
-    pass
+class ForkingTCPServer(ForkingMixIn, TCPServer): ...
 
 
-class ForkingUDPServer(ForkingMixIn, UDPServer):
-    pass
+class ForkingUDPServer(ForkingMixIn, UDPServer): ...
 
 
-class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer):
-    pass
+class ForkingUnixStreamServer(ForkingMixIn, UnixStreamServer): ...
 
 
-class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer):
-    pass
+class ForkingUnixDatagramServer(ForkingMixIn, UnixDatagramServer): ...

@@ -48,23 +48,11 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import sockets
 from .loop import ServeLoop
-from .sockets import (
-    DatagramTruncated,
-    SocketFile,
-    family_for_address,
-    recv_datagram,
-    remove_socket_file,
-    socket_file,
-)
 from .trace import RepeatedWarning, emit, logger
-
-# accept() failures that mean "out of resources", not "this client went away".
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_FIRST_PAUSE = 0.005
-_LONGEST_PAUSE = 0.1
 
 
 class BaseServer(ServeLoop):
@@ -83,8 +71,7 @@ class BaseServer(ServeLoop):
 
     def __init__(self, server_address: Any, RequestHandlerClass: Any) -> None:
         super().__init__()
-        self.server_address = server_address
-        self.RequestHandlerClass = RequestHandlerClass
+        self.server_address, self.RequestHandlerClass = server_address, RequestHandlerClass
         self.__backoff = 0.0  # seconds accepting pauses after running out of descriptors
 
     def __repr__(self) -> str:
@@ -110,7 +97,8 @@ class BaseServer(ServeLoop):
         except OSError as exc:
             # Nothing to accept after all (another process took it, or the client gave
             # up), or no descriptors left: either way there is no request to serve.
-            if exc.errno in _EXHAUSTED:
+            # accept() failures that mean "out of resources", not "the client went away"
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 self.__back_off(exc)
             return
         if self.__backoff:
@@ -135,7 +123,7 @@ class BaseServer(ServeLoop):
     def __back_off(self, exc: OSError) -> None:
         if not self.__backoff:
             logger.error("accept() failed: %s; pausing accepts until resources free up", exc)
-        self.__backoff = min(2 * self.__backoff, _LONGEST_PAUSE) or _FIRST_PAUSE
+        self.__backoff = min(2 * self.__backoff, 0.1) or 0.005  # 5 ms, doubling to 0.1 s
         self.pause_accepting()
         self.call_later(self.__backoff, self.resume_accepting)
 
@@ -166,9 +154,7 @@ class BaseServer(ServeLoop):
         Logs the traceback to the ``minisocket`` logger at ERROR; the server keeps
         serving.  Override to report elsewhere.
         """
-        logger.error(
-            "Exception occurred during processing of request from %s", client_address, exc_info=True
-        )
+        logger.exception("Exception occurred during processing of request from %s", client_address)
 
 
 class TCPServer(BaseServer):
@@ -192,15 +178,13 @@ class TCPServer(BaseServer):
     allow_reuse_port: bool = False
     idle_timeout: float | None = None
     unlink_on_close: bool = True
-    __socket_file: SocketFile | None = None
+    __socket_file: sockets.SocketFile | None = None
 
     def __init__(
         self, server_address: Any, RequestHandlerClass: Any, bind_and_activate: bool = True
     ) -> None:
         super().__init__(server_address, RequestHandlerClass)
-        family = family_for_address(server_address, self.address_family)
-        if family != self.address_family:
-            self.address_family = family
+        self.address_family = sockets.family_for_address(server_address, self.address_family)
         self.socket = socket.socket(self.address_family, self.socket_type)
         if bind_and_activate:
             try:  # a failed bind (address in use, bad port) must not leak the descriptor
@@ -218,7 +202,7 @@ class TCPServer(BaseServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self.socket.bind(self.server_address)
         self.server_address = self.socket.getsockname()
-        self.__socket_file = socket_file(self.server_address)
+        self.__socket_file = sockets.socket_file(self.server_address)
 
     def server_activate(self) -> None:
         """Listen, with a backlog of ``request_queue_size`` pending connections."""
@@ -229,7 +213,7 @@ class TCPServer(BaseServer):
         super().server_close()
         self.socket.close()
         if self.unlink_on_close:
-            remove_socket_file(self.__socket_file)
+            sockets.remove_socket_file(self.__socket_file)
 
     def fileno(self) -> int:
         """The listening socket's descriptor, which the loop waits on."""
@@ -290,23 +274,17 @@ class UDPServer(TCPServer):
         """Datagram sockets do not listen: binding is enough to receive."""
 
     def get_request(self) -> tuple[Any, Any]:
-        data, client_address, truncated = recv_datagram(self.socket, self.max_packet_size)
+        data, client_address, truncated = sockets.recv_datagram(self.socket, self.max_packet_size)
         if truncated:
-            self.__truncated(client_address)
+            self.truncated += 1
+            if self.__warning is None:
+                self.__warning = RepeatedWarning("oversized datagrams", "%s sent over %d bytes")
+            self.__warning(client_address, self.max_packet_size)
+            emit(self, "truncated", client_address, f"max_packet_size={self.max_packet_size}")
+            if self.drop_truncated:  # an OSError tells the pipeline there is no request
+                raise sockets.DatagramTruncated(f"datagram from {client_address} truncated")
         emit(self, "get_request", client_address, f"{len(data)} bytes")
         return (data, self.socket), client_address
-
-    def __truncated(self, client_address: Any) -> None:
-        self.truncated += 1
-        if self.__warning is None:
-            self.__warning = RepeatedWarning(
-                "oversized datagrams", "datagram from %s is larger than max_packet_size (%d): %s"
-            )
-        verdict = "dropped" if self.drop_truncated else "delivered truncated"
-        self.__warning(client_address, self.max_packet_size, verdict)
-        emit(self, "truncated", client_address, f"max_packet_size={self.max_packet_size}")
-        if self.drop_truncated:  # an OSError tells the pipeline there is no request
-            raise DatagramTruncated(f"datagram from {client_address} truncated")
 
     def server_close(self) -> None:
         super().server_close()
@@ -331,3 +309,11 @@ class UnixDatagramServer(UDPServer):
     """A synchronous Unix-domain datagram server."""
 
     address_family: int = getattr(socket, "AF_UNIX", -1)
+
+
+# Mix-ins are plain classes at run time (as in socketserver); for the type checker they
+# are TCPServers, so the hooks they call are checked.
+if TYPE_CHECKING:
+    MixInBase = TCPServer
+else:
+    MixInBase = object

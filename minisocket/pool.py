@@ -117,9 +117,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
                 worker.join(self.close_grace)
 
 
-class ThreadPoolTCPServer(ThreadPoolMixIn, TCPServer):
-    pass
+class ThreadPoolTCPServer(ThreadPoolMixIn, TCPServer): ...
 
 
-class ThreadPoolUnixStreamServer(ThreadPoolMixIn, UnixStreamServer):
-    pass
+class ThreadPoolUnixStreamServer(ThreadPoolMixIn, UnixStreamServer): ...

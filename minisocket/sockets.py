@@ -37,8 +37,6 @@ import socket
 import struct
 from typing import Any
 
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0)
-
 SocketFile = tuple[str, int, int, int]  # path, device, inode, pid of the process that bound it
 
 
@@ -95,7 +93,7 @@ def recv_datagram(sock: socket.socket, size: int) -> tuple[bytes, Any, bool]:
     ``recvfrom`` (socketserver's call) hides that; ``recvmsg`` reports it (``MSG_TRUNC``).
     """
     data, _ancillary, flags, address = sock.recvmsg(size)
-    return data, address, bool(flags & _MSG_TRUNC)
+    return data, address, bool(flags & socket.MSG_TRUNC)
 
 
 def reset(sock: socket.socket) -> None:

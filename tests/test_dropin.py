@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import HOST, TIMEOUT, serving
+from conftest import HOST, TIMEOUT, Steps, serving
 
 import minisocket
 
@@ -130,6 +130,7 @@ class Server(socketserver.BaseRequestHandler):
 @pytest.fixture
 def blog_server() -> Iterator[Any]:
     server = socketserver.ThreadingTCPServer((HOST, 0), Server)
+    server.tracer = Steps()
     with serving(server):
         yield server
 
@@ -144,6 +145,4 @@ def test_blog_example(blog_server: Any) -> None:
             # notebook 04 shows and tests/test_handlers.py checks.
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     # Every handler thread saw its reset and finished: server_close() will not block.
-    for thread in list(blog_server._threads):
-        thread.join(TIMEOUT)
-        assert not thread.is_alive()
+    blog_server.tracer.wait("close_request", 2)
