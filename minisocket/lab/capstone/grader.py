@@ -1,0 +1,467 @@
+"""Grade a socketserver of your own with CPython's ``test_socketserver``.
+
+``grade(path)`` runs the suite of the running interpreter (or of ``python=``) against the
+module at *path*, in child processes (``_runner.py``), level by level:
+
+    level 1  the tests that need layer 01 only (or nothing)
+    level 2  ... layers 01-02
+    ...
+    level 5  ... layers 01-05
+    other    tests this map does not know (a newer suite's): run after level 5
+
+A level is graded once every level before it passes; until then its tests are
+*locked*.  So a reader who has written the listening socket and the loop sees levels 1
+and 2 green while the pipeline is still ``NotImplementedError``.
+
+Each test gets ``test_timeout`` seconds.  A test that takes longer is reported as a
+*hang*: the child's whole process group is killed (with whatever it was listening on)
+and a new child runs the level's remaining tests.  A test whose module raised
+``NotImplementedError`` -- in the test or in a thread it started -- is *not yet*; the
+grader stops waiting for it shortly after the stub raised.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "LAYERS",
+    "TESTS",
+    "Check",
+    "Outcome",
+    "Report",
+    "grade",
+    "layer_map",
+    "stub_sections",
+]
+
+HERE = Path(__file__).resolve().parent
+RUNNER = HERE / "_runner.py"
+SKELETON = HERE / "skeleton.py"
+
+LAYERS = {
+    1: "01 · The listening socket",
+    2: "02 · The select loop",
+    3: "03 · The request pipeline",
+    4: "04 · Request handlers",
+    5: "05 · Mix-ins",
+}
+OTHER = 6  # the level of tests the map does not know
+
+STUB_GRACE = 0.5  # seconds a test may go on after it called a part not written yet
+STARTUP_TIMEOUT = 30.0  # seconds a child may take to import the suite and the module
+
+
+@dataclass(frozen=True)
+class Check:
+    """What one CPython test needs: the layers it exercises, and what to reread."""
+
+    needs: tuple[int, ...]
+    what: str
+    reread: str
+
+    @property
+    def level(self) -> int:
+        return max(self.needs, default=1)
+
+
+_ECHO = "three clients echo a line through"
+_FORK = "; after server_close no child is left"
+
+# Every test of CPython 3.11-3.13's test_socketserver, by the layers it cannot pass
+# without.  All of them build a server (01); serve_forever and handle_request are the
+# loop (02); a request that reaches a handler needs the pipeline (03) and the handler
+# (04); a threading or forking class needs its mix-in (05).
+TESTS: dict[str, Check] = {
+    "MiscTestCase.test_all": Check(
+        (), "__all__ names exactly the module's public names", "the skeleton's docstring"
+    ),
+    "SocketServerTest.test_tcpserver_bind_leak": Check(
+        (1,), "1,024 failed binds leave no descriptor open", "01 §6 TCPServer.__init__"
+    ),
+    "SocketServerTest.test_context_manager": Check(
+        (1,), "leaving `with` closes the listening socket", "01 §6 TCPServer.__init__"
+    ),
+    "SocketServerTest.test_shutdown": Check(
+        (1, 2), "shutdown() stops 20 loops, each in its thread", "02 §4 how shutdown() waits"
+    ),
+    "MiscTestCase.test_shutdown_request_called_if_verify_request_false": Check(
+        (1, 2, 3), "a refused request is still shut down", "03 §2 verify_request"
+    ),
+    "ErrorHandlerTest.test_sync_handled": Check(
+        (1, 2, 3, 4), "a handler's ValueError goes to handle_error", "03 §4 handle_error"
+    ),
+    "ErrorHandlerTest.test_sync_not_handled": Check(
+        (1, 2, 3, 4), "a handler's SystemExit is not handled: it propagates", "03 §1 the pipeline"
+    ),
+    "SocketWriterTest.test_basics": Check(
+        (1, 2, 3, 4), "wfile is a BufferedIOBase on the request's descriptor", "04 §3 wfile"
+    ),
+    "SocketWriterTest.test_write": Check(
+        (1, 2, 3, 4), "wfile.write sends at once, and all of it despite signals", "04 §3 wfile"
+    ),
+    "SocketServerTest.test_TCPServer": Check(
+        (1, 2, 3, 4), f"{_ECHO} TCPServer", "04 §3 StreamRequestHandler"
+    ),
+    "SocketServerTest.test_UnixStreamServer": Check(
+        (1, 2, 3, 4), f"{_ECHO} UnixStreamServer", "04 §3 StreamRequestHandler"
+    ),
+    "SocketServerTest.test_UDPServer": Check(
+        (1, 2, 3, 4), f"{_ECHO} UDPServer", "04 §4 DatagramRequestHandler"
+    ),
+    "SocketServerTest.test_UnixDatagramServer": Check(
+        (1, 2, 3, 4), f"{_ECHO} UnixDatagramServer", "04 §4 DatagramRequestHandler"
+    ),
+    "SocketServerTest.test_close_immediately": Check(
+        (1, 5), "a threading server closed before serving", "05 §2 threads"
+    ),
+    "MiscTestCase.test_threads_reaped": Check(
+        (1, 2, 3, 4, 5), "finished threads leave _threads", "05 §2 threads"
+    ),
+    "ErrorHandlerTest.test_threading_handled": Check(
+        (1, 2, 3, 4, 5), "a ValueError in a request thread goes to handle_error", "05 §2 threads"
+    ),
+    "ErrorHandlerTest.test_threading_not_handled": Check(
+        (1, 2, 3, 4, 5), "a SystemExit in a request thread is not handled", "05 §2 threads"
+    ),
+    "SocketServerTest.test_ThreadingTCPServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingTCPServer", "05 §2 threads"
+    ),
+    "SocketServerTest.test_ThreadingUDPServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUDPServer", "05 §2 threads"
+    ),
+    "SocketServerTest.test_ThreadingUnixStreamServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUnixStreamServer", "05 §2 threads"
+    ),
+    "SocketServerTest.test_ThreadingUnixDatagramServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUnixDatagramServer", "05 §2 threads"
+    ),
+    "ErrorHandlerTest.test_forking_handled": Check(
+        (1, 2, 3, 4, 5), "a ValueError in a child goes to handle_error", "05 §3 processes"
+    ),
+    "ErrorHandlerTest.test_forking_not_handled": Check(
+        (1, 2, 3, 4, 5), "a SystemExit in a child is not handled", "05 §3 processes"
+    ),
+    "SocketServerTest.test_ForkingTCPServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ForkingTCPServer{_FORK}", "05 §3 processes"
+    ),
+    "SocketServerTest.test_ForkingUDPServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUDPServer{_FORK}", "05 §3 processes"
+    ),
+    "SocketServerTest.test_ForkingUnixStreamServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUnixStreamServer{_FORK}", "05 §3 processes"
+    ),
+    "SocketServerTest.test_ForkingUnixDatagramServer": Check(
+        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUnixDatagramServer{_FORK}", "05 §3 processes"
+    ),
+}
+
+
+def stub_sections(path: Path = SKELETON) -> dict[str, str]:
+    """``{qualified name: "01 §6 TCPServer.__init__"}`` for each part the skeleton
+    leaves to write, read from the last line of its docstring."""
+    sections = {}
+    for qualname, node in _functions(ast.parse(path.read_text())):
+        doc = ast.get_docstring(node) or ""
+        found = re.search(r"Notebook (\d\d), §(\d+): (.+?)\.?\s*$", doc)
+        if found:
+            number, section, title = found.groups()
+            sections[qualname] = f"{number} §{section} {title.replace('`', '')}"
+    return sections
+
+
+def _functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef]]:
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    yield f"{node.name}.{item.name}", item
+        elif isinstance(node, ast.FunctionDef):
+            yield node.name, node
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One test's result.  ``status``: pass, fail, not yet, hang, skip, locked."""
+
+    test: str
+    level: int
+    status: str
+    detail: str = ""
+    reread: str = ""
+
+    @property
+    def layer(self) -> str:
+        """The layer ``reread`` points at ("01".."05"), or "" if none."""
+        return self.reread[:2] if self.reread[:2].isdigit() else ""
+
+
+@dataclass
+class Report:
+    """The grader's verdict; ``str(report)`` is the table."""
+
+    module: str
+    python: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    problem: str = ""  # why nothing could be graded (no test package)
+    seconds: float = 0.0
+    test_timeout: float = 0.0
+
+    def level(self, number: int) -> list[Outcome]:
+        return [o for o in self.outcomes if o.level == number]
+
+    def passed(self) -> list[str]:
+        return [o.test for o in self.outcomes if o.status == "pass"]
+
+    def problems(self) -> list[Outcome]:
+        """The tests that ran and did not pass or skip."""
+        return [o for o in self.outcomes if o.status in ("fail", "not yet", "hang")]
+
+    def __str__(self) -> str:
+        if self.problem:
+            return self.problem
+        lines = []
+        for number in sorted({o.level for o in self.outcomes}):
+            outcomes = self.level(number)
+            title = f"level {number}: {LAYERS[number]}" if number in LAYERS else "other tests"
+            if all(o.status == "locked" for o in outcomes):
+                lines.append(f"{title} — locked ({_count(len(outcomes))})")
+                continue
+            passed = sum(o.status in ("pass", "skip") for o in outcomes)
+            lines.append(f"{title} — {passed} of {len(outcomes)} pass")
+            for o in outcomes:
+                lines.append(f"  {o.status:<8} {o.test}")
+                if o.status not in ("pass", "locked"):
+                    todo = "write it" if o.status == "not yet" else "reread"
+                    more = f" → {todo}: {o.reread}" if o.reread else ""
+                    lines.append(f"           {o.detail}{more}")
+        total = len(self.outcomes)
+        lines.append(f"{len(self.passed())} of {total} tests pass")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Report {len(self.passed())} of {len(self.outcomes)} pass>"
+
+
+def _count(n: int) -> str:
+    return f"{n} test" if n == 1 else f"{n} tests"
+
+
+def layer_map() -> str:
+    """The map, as a table: each level's tests, the layers they need, what they check."""
+    lines = []
+    for number, title in LAYERS.items():
+        lines.append(f"level {number} · {title}")
+        for test, check in TESTS.items():
+            if check.level == number:
+                needs = " ".join(f"{n:02}" for n in check.needs) or "-"
+                lines.append(f"  {test.split('.')[1]:<54}{needs:<16}{check.what}")
+    lines.append("other: any test this map does not know, graded after level 5")
+    return "\n".join(lines)
+
+
+def grade(
+    module: str | os.PathLike[str],
+    *,
+    python: str | None = None,
+    test_timeout: float = 10.0,
+    all_levels: bool = False,
+) -> Report:
+    """Run CPython's test_socketserver against *module*; return the report.
+
+    *python*: the interpreter whose suite runs (default: this one).  *all_levels*: grade
+    every level even when an earlier one fails.
+    """
+    started = time.monotonic()
+    path = Path(module).resolve()
+    python = python or sys.executable
+    report = Report(str(module), python, test_timeout=test_timeout)
+    workdir = Path(tempfile.mkdtemp(prefix="capstone-"))
+    try:
+        listing = _Child(python, None, [], workdir, test_timeout).run()
+        if listing.problem or not listing.listed:
+            report.problem = listing.problem or f"could not list the tests ({listing.exit})"
+            return report
+        stubs = stub_sections()
+        by_level: dict[int, list[str]] = {}
+        for test in listing.listed:
+            check = TESTS.get(test)
+            by_level.setdefault(check.level if check else OTHER, []).append(test)
+        locked = False
+        for number in sorted(by_level):
+            tests = by_level[number]
+            if locked:
+                report.outcomes += [Outcome(t, number, "locked") for t in tests]
+                continue
+            outcomes = _grade_level(python, path, tests, number, workdir, test_timeout, stubs)
+            report.outcomes += outcomes
+            if not all_levels and any(o.status not in ("pass", "skip") for o in outcomes):
+                locked = True
+        return report
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        report.seconds = time.monotonic() - started
+
+
+def _grade_level(
+    python: str,
+    path: Path,
+    tests: list[str],
+    level: int,
+    workdir: Path,
+    test_timeout: float,
+    stubs: dict[str, str],
+) -> list[Outcome]:
+    results: dict[str, Outcome] = {}
+
+    def outcome(test: str, status: str, detail: str, where: str = "") -> Outcome:
+        check = TESTS.get(test)
+        reread = stubs.get(where) or (check.reread if check else "")
+        return Outcome(test, level, status, detail, reread if status != "pass" else "")
+
+    remaining = list(tests)
+    while remaining:
+        child = _Child(python, path, remaining, workdir, test_timeout)
+        child.run()
+        for test, (status, detail, where) in child.ended.items():
+            results[test] = outcome(test, status, detail, where)
+        if child.problem:  # the module does not import: nothing in it can pass
+            for test in remaining:
+                results.setdefault(test, outcome(test, "fail", child.problem))
+            break
+        if child.stopped is not None:
+            test, status, detail, where = child.stopped
+            results[test] = outcome(test, status, detail, where)
+        elif not child.done:
+            test = child.current or next(t for t in remaining if t not in results)
+            results[test] = outcome(test, "fail", f"the test process died: {child.exit}")
+        remaining = [t for t in remaining if t not in results]
+        if child.done:
+            for test in remaining:
+                results[test] = outcome(test, "fail", "not run: a class set-up failed?")
+            break
+    return [results[t] for t in tests]
+
+
+class _Child:
+    """One run of ``_runner.py`` in its own process group, read with deadlines."""
+
+    def __init__(
+        self,
+        python: str,
+        module: Path | None,
+        tests: list[str],
+        workdir: Path,
+        test_timeout: float,
+    ) -> None:
+        self.python, self.module, self.tests = python, module, tests
+        self.workdir, self.test_timeout = workdir, test_timeout
+        self.listed: list[str] = []  # the suite's tests, when listing (module None)
+        self.ended: dict[str, tuple[str, str, str]] = {}  # test: (status, detail, where)
+        self.current = ""  # the test started and not ended
+        self.stopped: tuple[str, str, str, str] | None = None  # killed during a test
+        self.problem = ""  # nothing could run: no suite, the module does not import...
+        self.done = False
+        self.exit = ""
+
+    def run(self) -> _Child:
+        read_end, write_end = os.pipe()
+        command = [self.python, "-I", str(RUNNER), "--fd", str(write_end)]
+        if self.module is not None:
+            command += ["--module", str(self.module), *self.tests]
+        env = dict(os.environ, TMPDIR=str(self.workdir))
+        try:
+            with open(self.workdir / "child-output.txt", "ab") as output:
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(write_end,),
+                    start_new_session=True,  # its own process group, to kill as one
+                )
+        finally:
+            os.close(write_end)
+        try:
+            self._read(read_end)
+        finally:
+            os.close(read_end)
+            # Kill the group before reaping its leader, so that the group's id cannot be
+            # reused meanwhile: stray children of the tests die too, and their sockets
+            # close with them.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            code = process.wait()
+        self.exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
+        return self
+
+    def _deadline(self, started: float, test_started: float, stub_at: float) -> float:
+        if not self.current:
+            return started + STARTUP_TIMEOUT
+        deadline = test_started + self.test_timeout
+        return min(deadline, stub_at + STUB_GRACE) if stub_at else deadline
+
+    def _read(self, fd: int) -> None:
+        started = time.monotonic()
+        test_started = stub_at = 0.0
+        stub = ""
+        pending = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                deadline = self._deadline(started, test_started, stub_at)
+                now = time.monotonic()
+                if now >= deadline:
+                    if self.current and stub:
+                        why = f"{stub} is not written yet"
+                        self.stopped = (self.current, "not yet", why, stub)
+                    elif self.current:
+                        why = f"no result after {self.test_timeout:g} s: stopped"
+                        self.stopped = (self.current, "hang", why, "")
+                    else:
+                        self.problem = "the test process did not start in time"
+                    return
+                if not selector.select(deadline - now):
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return  # the child exited, or died
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    event = json.loads(line)
+                    kind = event["event"]
+                    if kind == "start":
+                        self.current, test_started = event["test"], time.monotonic()
+                        stub, stub_at = "", 0.0
+                    elif kind == "stub" and event["test"] == self.current:
+                        stub, stub_at = event["where"], time.monotonic()
+                    elif kind == "end":
+                        status, detail, where = event["status"], event["detail"], event["where"]
+                        self.ended[event["test"]] = (status, detail, where)
+                        self.current = ""
+                    elif kind == "tests":
+                        self.listed = event["tests"]
+                    elif kind == "no-suite":
+                        self.problem = event["detail"]
+                    elif kind == "module-error":
+                        self.problem = f"the module does not import: {event['detail']}"
+                    elif kind == "done":
+                        self.done = True
+                        return
