@@ -78,94 +78,81 @@ class Check:
         return max(self.needs, default=1)
 
 
-_ECHO = "three clients echo a line through"
-_FORK = "; after server_close no child is left"
-
 # Every test of CPython 3.11-3.13's test_socketserver, by the layers it cannot pass
 # without.  All of them build a server (01); serve_forever and handle_request are the
 # loop (02); a request that reaches a handler needs the pipeline (03) and the handler
 # (04); a threading or forking class needs its mix-in (05).
+_1, _2, _3, _4, _5 = (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4), (1, 2, 3, 4, 5)
+_THREADS, _FORKS = "05 §2 threads", "05 §3 processes"
 TESTS: dict[str, Check] = {
-    "MiscTestCase.test_all": Check(
-        (), "__all__ names exactly the module's public names", "the skeleton's docstring"
-    ),
+    "MiscTestCase.test_all": Check((), "__all__ is the public names", "the skeleton's docstring"),
     "SocketServerTest.test_tcpserver_bind_leak": Check(
-        (1,), "1,024 failed binds leave no descriptor open", "01 §6 TCPServer.__init__"
+        _1, "1,024 failed binds leak nothing", "01 §6 TCPServer.__init__"
     ),
     "SocketServerTest.test_context_manager": Check(
-        (1,), "leaving `with` closes the listening socket", "01 §6 TCPServer.__init__"
+        _1, "`with` closes the socket", "01 §6 TCPServer.__init__"
     ),
     "SocketServerTest.test_shutdown": Check(
-        (1, 2), "shutdown() stops 20 loops, each in its thread", "02 §4 how shutdown() waits"
+        _2, "shutdown() stops 20 loops", "02 §4 how shutdown() waits"
     ),
     "MiscTestCase.test_shutdown_request_called_if_verify_request_false": Check(
-        (1, 2, 3), "a refused request is still shut down", "03 §2 verify_request"
+        _3, "a refused request is shut down", "03 §2 verify_request"
     ),
     "ErrorHandlerTest.test_sync_handled": Check(
-        (1, 2, 3, 4), "a handler's ValueError goes to handle_error", "03 §4 handle_error"
+        _4, "ValueError → handle_error", "03 §4 handle_error"
     ),
     "ErrorHandlerTest.test_sync_not_handled": Check(
-        (1, 2, 3, 4), "a handler's SystemExit is not handled: it propagates", "03 §1 the pipeline"
+        _4, "SystemExit is not handled", "03 §1 the pipeline"
     ),
-    "SocketWriterTest.test_basics": Check(
-        (1, 2, 3, 4), "wfile is a BufferedIOBase on the request's descriptor", "04 §3 wfile"
-    ),
-    "SocketWriterTest.test_write": Check(
-        (1, 2, 3, 4), "wfile.write sends at once, and all of it despite signals", "04 §3 wfile"
-    ),
+    "SocketWriterTest.test_basics": Check(_4, "wfile is a file on the socket", "04 §3 wfile"),
+    "SocketWriterTest.test_write": Check(_4, "wfile.write sends all, at once", "04 §3 wfile"),
     "SocketServerTest.test_TCPServer": Check(
-        (1, 2, 3, 4), f"{_ECHO} TCPServer", "04 §3 StreamRequestHandler"
+        _4, "echo through TCPServer", "04 §3 StreamRequestHandler"
     ),
     "SocketServerTest.test_UnixStreamServer": Check(
-        (1, 2, 3, 4), f"{_ECHO} UnixStreamServer", "04 §3 StreamRequestHandler"
+        _4, "echo through UnixStreamServer", "04 §3 StreamRequestHandler"
     ),
     "SocketServerTest.test_UDPServer": Check(
-        (1, 2, 3, 4), f"{_ECHO} UDPServer", "04 §4 DatagramRequestHandler"
+        _4, "echo through UDPServer", "04 §4 DatagramRequestHandler"
     ),
     "SocketServerTest.test_UnixDatagramServer": Check(
-        (1, 2, 3, 4), f"{_ECHO} UnixDatagramServer", "04 §4 DatagramRequestHandler"
+        _4, "echo through UnixDatagramServer", "04 §4 DatagramRequestHandler"
     ),
     "SocketServerTest.test_close_immediately": Check(
-        (1, 5), "a threading server closed before serving", "05 §2 threads"
+        (1, 5), "close a threading server at once", _THREADS
     ),
-    "MiscTestCase.test_threads_reaped": Check(
-        (1, 2, 3, 4, 5), "finished threads leave _threads", "05 §2 threads"
-    ),
+    "MiscTestCase.test_threads_reaped": Check(_5, "finished threads leave _threads", _THREADS),
     "ErrorHandlerTest.test_threading_handled": Check(
-        (1, 2, 3, 4, 5), "a ValueError in a request thread goes to handle_error", "05 §2 threads"
+        _5, "ValueError in a thread → handle_error", _THREADS
     ),
     "ErrorHandlerTest.test_threading_not_handled": Check(
-        (1, 2, 3, 4, 5), "a SystemExit in a request thread is not handled", "05 §2 threads"
+        _5, "SystemExit in a thread: not handled", _THREADS
     ),
     "SocketServerTest.test_ThreadingTCPServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingTCPServer", "05 §2 threads"
+        _5, "echo through ThreadingTCPServer", _THREADS
     ),
     "SocketServerTest.test_ThreadingUDPServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUDPServer", "05 §2 threads"
+        _5, "echo through ThreadingUDPServer", _THREADS
     ),
     "SocketServerTest.test_ThreadingUnixStreamServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUnixStreamServer", "05 §2 threads"
+        _5, "echo through ThreadingUnixStreamServer", _THREADS
     ),
     "SocketServerTest.test_ThreadingUnixDatagramServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ThreadingUnixDatagramServer", "05 §2 threads"
+        _5, "echo through ThreadingUnixDatagramServer", _THREADS
     ),
     "ErrorHandlerTest.test_forking_handled": Check(
-        (1, 2, 3, 4, 5), "a ValueError in a child goes to handle_error", "05 §3 processes"
+        _5, "ValueError in a child → handle_error", _FORKS
     ),
     "ErrorHandlerTest.test_forking_not_handled": Check(
-        (1, 2, 3, 4, 5), "a SystemExit in a child is not handled", "05 §3 processes"
+        _5, "SystemExit in a child: not handled", _FORKS
     ),
-    "SocketServerTest.test_ForkingTCPServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ForkingTCPServer{_FORK}", "05 §3 processes"
-    ),
-    "SocketServerTest.test_ForkingUDPServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUDPServer{_FORK}", "05 §3 processes"
-    ),
+    "SocketServerTest.test_ForkingTCPServer": Check(_5, "echo through ForkingTCPServer", _FORKS),
+    "SocketServerTest.test_ForkingUDPServer": Check(_5, "echo through ForkingUDPServer", _FORKS),
     "SocketServerTest.test_ForkingUnixStreamServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUnixStreamServer{_FORK}", "05 §3 processes"
+        _5, "echo through ForkingUnixStreamServer", _FORKS
     ),
     "SocketServerTest.test_ForkingUnixDatagramServer": Check(
-        (1, 2, 3, 4, 5), f"{_ECHO} ForkingUnixDatagramServer{_FORK}", "05 §3 processes"
+        _5, "echo through ForkingUnixDatagramServer", _FORKS
     ),
 }
 
@@ -264,13 +251,20 @@ def layer_map() -> str:
     """The map, as a table: each level's tests, the layers they need, what they check."""
     lines = []
     for number, title in LAYERS.items():
-        lines.append(f"level {number} · {title}")
+        lines.append(f"level {number}: {title}")
         for test, check in TESTS.items():
             if check.level == number:
-                needs = " ".join(f"{n:02}" for n in check.needs) or "-"
-                lines.append(f"  {test.split('.')[1]:<54}{needs:<16}{check.what}")
-    lines.append("other: any test this map does not know, graded after level 5")
+                lines.append(f"  {_needs(check.needs):<7}{test.split('.')[1]:<54}{check.what}")
+    lines.append("other: tests this map does not know (a newer suite's), graded after level 5")
     return "\n".join(lines)
+
+
+def _needs(layers: tuple[int, ...]) -> str:
+    if not layers:
+        return "-"
+    if layers == tuple(range(layers[0], layers[-1] + 1)) and len(layers) > 1:
+        return f"{layers[0]:02}-{layers[-1]:02}"
+    return "+".join(f"{n:02}" for n in layers)
 
 
 def grade(
