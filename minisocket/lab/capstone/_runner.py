@@ -34,7 +34,6 @@ import importlib.util
 import json
 import os
 import sys
-import traceback
 import types
 import unittest
 from collections.abc import Callable
@@ -61,9 +60,9 @@ class Reporter:
 
 
 def first_line(exc_type: type[BaseException], exc: BaseException) -> str:
-    lines = traceback.format_exception_only(exc_type, exc)
-    text = "".join(lines).strip().splitlines()
-    return text[0] if text else exc_type.__name__
+    """``Type: the message's first line`` (a SyntaxError's message names file and line)."""
+    message = str(exc).strip().splitlines()
+    return f"{exc_type.__name__}: {message[0]}" if message else exc_type.__name__
 
 
 def classify(err: ExcInfo, module_file: str) -> tuple[str, str, str]:

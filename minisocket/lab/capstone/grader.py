@@ -206,6 +206,7 @@ class Report:
     problem: str = ""  # why nothing could be graded (no test package)
     seconds: float = 0.0
     test_timeout: float = 0.0
+    pids: list[int] = field(default_factory=list)  # each child's, its process group's id
 
     def level(self, number: int) -> list[Outcome]:
         return [o for o in self.outcomes if o.level == number]
@@ -216,6 +217,22 @@ class Report:
     def problems(self) -> list[Outcome]:
         """The tests that ran and did not pass or skip."""
         return [o for o in self.outcomes if o.status in ("fail", "not yet", "hang")]
+
+    def still_running(self) -> list[int]:
+        """The processes still alive in the process groups the grader started: none,
+        once ``grade`` has returned and the kernel has finished what SIGKILL began."""
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return [pid for pid in self.pids if _group_exists(pid)]
+        running = []
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue  # the process has just gone
+            if int(group) in self.pids and state != "Z":  # a zombie holds no socket
+                running.append(int(stat.parent.name))
+        return running
 
     def __str__(self) -> str:
         if self.problem:
@@ -241,6 +258,16 @@ class Report:
 
     def __repr__(self) -> str:
         return f"<Report {len(self.passed())} of {len(self.outcomes)} pass>"
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _count(n: int) -> str:
@@ -286,10 +313,10 @@ def grade(
     workdir = Path(tempfile.mkdtemp(prefix="capstone-"))
     try:
         listing = _Child(python, None, [], workdir, test_timeout).run()
+        report.pids.append(listing.pid)
         if listing.problem or not listing.listed:
             report.problem = listing.problem or f"could not list the tests ({listing.exit})"
             return report
-        stubs = stub_sections()
         by_level: dict[int, list[str]] = {}
         for test in listing.listed:
             check = TESTS.get(test)
@@ -300,7 +327,7 @@ def grade(
             if locked:
                 report.outcomes += [Outcome(t, number, "locked") for t in tests]
                 continue
-            outcomes = _grade_level(python, path, tests, number, workdir, test_timeout, stubs)
+            outcomes = _grade_level(python, path, tests, number, workdir, test_timeout, report)
             report.outcomes += outcomes
             if not all_levels and any(o.status not in ("pass", "skip") for o in outcomes):
                 locked = True
@@ -317,9 +344,10 @@ def _grade_level(
     level: int,
     workdir: Path,
     test_timeout: float,
-    stubs: dict[str, str],
+    report: Report,
 ) -> list[Outcome]:
     results: dict[str, Outcome] = {}
+    stubs = stub_sections()
 
     def outcome(test: str, status: str, detail: str, where: str = "") -> Outcome:
         check = TESTS.get(test)
@@ -330,6 +358,7 @@ def _grade_level(
     while remaining:
         child = _Child(python, path, remaining, workdir, test_timeout)
         child.run()
+        report.pids.append(child.pid)
         for test, (status, detail, where) in child.ended.items():
             results[test] = outcome(test, status, detail, where)
         if child.problem:  # the module does not import: nothing in it can pass
@@ -341,7 +370,9 @@ def _grade_level(
             results[test] = outcome(test, status, detail, where)
         elif not child.done:
             test = child.current or next(t for t in remaining if t not in results)
-            results[test] = outcome(test, "fail", f"the test process died: {child.exit}")
+            last = child.output_tail()
+            why = f"the test process died ({child.exit})" + (f": {last}" if last else "")
+            results[test] = outcome(test, "fail", why)
         remaining = [t for t in remaining if t not in results]
         if child.done:
             for test in remaining:
@@ -370,6 +401,15 @@ class _Child:
         self.problem = ""  # nothing could run: no suite, the module does not import...
         self.done = False
         self.exit = ""
+        self.pid = 0
+
+    def output_tail(self) -> str:
+        """The last line the child printed (its stderr: a traceback's last line)."""
+        try:
+            lines = (self.workdir / "child-output.txt").read_text(errors="replace").split("\n")
+        except OSError:
+            return ""
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
     def run(self) -> _Child:
         read_end, write_end = os.pipe()
@@ -378,7 +418,7 @@ class _Child:
             command += ["--module", str(self.module), *self.tests]
         env = dict(os.environ, TMPDIR=str(self.workdir))
         try:
-            with open(self.workdir / "child-output.txt", "ab") as output:
+            with open(self.workdir / "child-output.txt", "wb") as output:
                 process = subprocess.Popen(
                     command,
                     cwd=self.workdir,
@@ -391,6 +431,7 @@ class _Child:
                 )
         finally:
             os.close(write_end)
+        self.pid = process.pid
         try:
             self._read(read_end)
         finally:

@@ -135,18 +135,14 @@ class _Loop(_Server):
     """serve_forever, shutdown and handle_request, waiting with ``selectors``."""
 
     timeout: float | None = None
+    fileno: Callable[[], int]  # the socket layer's (01)
+    _handle_request_noblock: Callable[[], None]  # the pipeline's (03)
 
     def __init__(self, server_address: Any, RequestHandlerClass: Callable[..., Any]) -> None:
         super().__init__(server_address, RequestHandlerClass)
         self._shutdown_request = False
         self._is_shut_down = threading.Event()
         self._is_shut_down.set()  # no serve_forever is running
-
-    def fileno(self) -> int:
-        raise NotImplementedError
-
-    def _handle_request_noblock(self) -> None:
-        raise NotImplementedError
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._is_shut_down.clear()
@@ -186,6 +182,8 @@ class _Loop(_Server):
 class BaseServer(_Loop):
     """get_request → verify_request → process_request → finish_request → shutdown_request."""
 
+    get_request: Callable[[], tuple[Any, Any]]  # the socket layer's (01)
+
     def _handle_request_noblock(self) -> None:
         try:
             request, client_address = self.get_request()
@@ -201,9 +199,6 @@ class BaseServer(_Loop):
             self.shutdown_request(request)
             raise
         self.shutdown_request(request)
-
-    def get_request(self) -> tuple[Any, Any]:
-        raise NotImplementedError
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         return True
@@ -362,10 +357,9 @@ class ThreadingMixIn(_MixIn):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            daemon=self.daemon_threads,
+            target=self.process_request_thread, args=(request, client_address)
         )
+        thread.daemon = self.daemon_threads
         if self.block_on_close and not self.daemon_threads:
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()

@@ -164,6 +164,8 @@ class _Loop(_Server):
     """serve_forever, shutdown and handle_request, waiting with ``selectors``."""
 
     timeout: float | None = None  # how long handle_request waits; None: no limit
+    fileno: Callable[[], int]  # the socket layer's (01)
+    _handle_request_noblock: Callable[[], None]  # the pipeline's (03)
 
     def __init__(self, server_address: Any, RequestHandlerClass: Callable[..., Any]) -> None:
         """Given: the state serve_forever and shutdown share."""
@@ -171,14 +173,6 @@ class _Loop(_Server):
         self._shutdown_request = False  # shutdown() asks serve_forever to return
         self._is_shut_down = threading.Event()  # set while no serve_forever is running
         self._is_shut_down.set()
-
-    def fileno(self) -> int:
-        """Given: the socket layer (01) provides it."""
-        raise NotImplementedError
-
-    def _handle_request_noblock(self) -> None:
-        """Given: the pipeline (03) provides it."""
-        raise NotImplementedError
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Until ``shutdown()`` asks it to stop: wait at most ``poll_interval`` seconds on
@@ -223,6 +217,8 @@ class _Loop(_Server):
 class BaseServer(_Loop):
     """get_request → verify_request → process_request → finish_request → shutdown_request."""
 
+    get_request: Callable[[], tuple[Any, Any]]  # the socket layer's (01)
+
     def _handle_request_noblock(self) -> None:
         """Serve the request the loop found waiting.  ``get_request()`` (return quietly on
         ``OSError``: the client may be gone), then ``verify_request()``; if it agrees,
@@ -233,10 +229,6 @@ class BaseServer(_Loop):
 
         Notebook 03, §1: one request, traced.
         """
-        raise NotImplementedError
-
-    def get_request(self) -> tuple[Any, Any]:
-        """Given: the socket layer (01) provides it."""
         raise NotImplementedError
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
