@@ -8,7 +8,7 @@ socketserver on its own.  ``import minisocket`` loads none of this.
 """
 
 from .grader import LAYERS, SKELETON, TESTS, Check, Outcome, Report, grade, layer_map
-from .variants import BROKEN, REFERENCE, broken, filled
+from .variants import BROKEN, REFERENCE, broken, diff, filled
 from .workbench import copy_skeleton, outline, source, start_over
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Report",
     "broken",
     "copy_skeleton",
+    "diff",
     "filled",
     "grade",
     "layer_map",

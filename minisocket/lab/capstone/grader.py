@@ -219,20 +219,9 @@ class Report:
         return [o for o in self.outcomes if o.status in ("fail", "not yet", "hang")]
 
     def still_running(self) -> list[int]:
-        """The processes still alive in the process groups the grader started: none,
-        once ``grade`` has returned and the kernel has finished what SIGKILL began."""
-        proc = Path("/proc")
-        if not proc.is_dir():
-            return [pid for pid in self.pids if _group_exists(pid)]
-        running = []
-        for stat in proc.glob("[0-9]*/stat"):
-            try:
-                state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            except (OSError, ValueError):
-                continue  # the process has just gone
-            if int(group) in self.pids and state != "Z":  # a zombie holds no socket
-                running.append(int(stat.parent.name))
-        return running
+        """The processes still alive in the process groups the grader started (none,
+        once ``grade`` has returned)."""
+        return _living(set(self.pids))
 
     def __str__(self) -> str:
         if self.problem:
@@ -258,6 +247,22 @@ class Report:
 
     def __repr__(self) -> str:
         return f"<Report {len(self.passed())} of {len(self.outcomes)} pass>"
+
+
+def _living(groups: set[int]) -> list[int]:
+    """The processes, zombies aside, whose process group is one of *groups*."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # no /proc: ask the kernel, zombies included
+        return [pgid for pgid in groups if _group_exists(pgid)]
+    living = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # the process has just gone
+        if int(group) in groups and state != "Z":  # a zombie holds no socket
+            living.append(int(stat.parent.name))
+    return living
 
 
 def _group_exists(pgid: int) -> bool:
@@ -444,6 +449,10 @@ class _Child:
             except ProcessLookupError:
                 pass
             code = process.wait()
+            # SIGKILL is sent; wait (briefly) until every process of the group is gone.
+            deadline = time.monotonic() + 2.0
+            while _living({process.pid}) and time.monotonic() < deadline:
+                time.sleep(0.01)
         self.exit = f"exit status {code}" if code >= 0 else f"signal {-code}"
         return self
 

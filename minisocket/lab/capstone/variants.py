@@ -9,12 +9,13 @@ says which).  The notebook and the tests grade both.
 from __future__ import annotations
 
 import ast
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .grader import SKELETON, stub_sections
 
-__all__ = ["BROKEN", "REFERENCE", "Bug", "broken", "filled"]
+__all__ = ["BROKEN", "REFERENCE", "Bug", "broken", "diff", "filled"]
 
 REFERENCE = SKELETON.with_name("reference.py")
 
@@ -64,6 +65,17 @@ def broken(name: str, dest: str | Path) -> Path:
     path = Path(dest)
     path.write_text(source.replace(bug.old, bug.new))
     return path
+
+
+def diff(name: str) -> str:
+    """Bug *name* as a diff against the reference solution, with a line of context."""
+    bug = BROKEN[name]
+    source = REFERENCE.read_text()
+    before = source.splitlines()
+    after = source.replace(bug.old, bug.new).splitlines()
+    lines = difflib.unified_diff(before, after, "reference.py", name, n=1, lineterm="")
+    kept = (line.rstrip() for line in lines if not line.startswith(("---", "+++", "@@")))
+    return "\n".join(kept).rstrip()
 
 
 def filled(layers: int, dest: str | Path) -> Path:

@@ -54,7 +54,7 @@ def outline(path: str | Path = SKELETON) -> str:
         if section[:2] != layer:
             layer = section[:2]
             lines.append(titles.get(layer, layer))
-        lines.append(f"  [{'x' if written.get(qualname) else ' '}] {qualname:<38}{section}")
+        lines.append(f"  [{'x' if written.get(qualname) else ' '}] {qualname:<40}{section}")
     done = sum(bool(written.get(qualname)) for qualname in sections)
     lines.append(f"{done} of {len(sections)} parts written")
     return "\n".join(lines)
