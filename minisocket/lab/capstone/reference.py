@@ -1,5 +1,5 @@
-"""A reference solution for the capstone: the smallest socketserver that CPython's own
-``test_socketserver`` accepts.
+"""A reference solution for the capstone: a socketserver kept small, which passes CPython's
+own ``test_socketserver``.
 
 It is the skeleton (``skeleton.py`` beside this file) filled in, in the same order:
 01 the listening socket, 02 the select loop, 03 the request pipeline, 04 handlers,
