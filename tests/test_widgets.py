@@ -16,8 +16,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from minisocket.lab import widgets
-from minisocket.lab import open_fds
+from minisocket.lab import open_fds, widgets
 
 
 @pytest.fixture(scope="module", autouse=True)
