@@ -90,7 +90,7 @@ execute: setup
 	done
 
 conformance: setup
-	$(BIN)/python -m pytest -p no:nbval -v tests/test_stdlib_conformance.py
+	$(BIN)/python -m pytest -p no:nbval -v tests/test_stdlib_conformance.py tests/test_stdlib_suites.py
 
 clean:
 	rm -rf $(VENV) $(NOX_VENV) .nox build *.egg-info .mypy_cache .ruff_cache
