@@ -11,5 +11,6 @@
 ``plots``    latency versus concurrency, CDFs, throughput bars (matplotlib)
 
 Nothing here is imported by ``import minisocket``; numpy, matplotlib and tqdm come with
-the ``notebooks`` extra.
+the ``bench`` extra (``pip install 'minisocket[bench]'``; the ``notebooks`` extra has them
+too).  ``python -m minisocket.bench --help`` needs none of them.
 """

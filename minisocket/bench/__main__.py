@@ -14,7 +14,6 @@ import os
 import sys
 from typing import Any
 
-from .runner import LoadConfig, run_matrix
 from .servers import SERVERS
 
 __all__ = ["main", "parse_args"]
@@ -117,6 +116,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # numpy, matplotlib and tqdm come with the `bench` extra, not with minisocket itself:
+    # --help needs none of them, and a run without them says what to install.
+    try:
+        from tqdm import tqdm
+
+        from .runner import LoadConfig, run_matrix
+
+        if args.plot:
+            import matplotlib
+    except ModuleNotFoundError as missing:
+        raise SystemExit(
+            f"python -m minisocket.bench needs {missing.name}: "
+            "pip install 'minisocket[bench]' (or '.[bench]' in a checkout)"
+        ) from None
     slow = args.mode == "slow"
     config = LoadConfig(
         mode=args.mode,
@@ -129,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         client_processes=args.client_processes,
         cpu=args.cpu,
     )
-    from tqdm import tqdm
-
     cells = len(args.servers) * len(args.clients)
     with tqdm(total=cells, unit="cell", disable=args.no_progress, file=sys.stderr) as bar:
 
@@ -144,8 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as f:
             json.dump(run, f, indent=1)
     if args.plot:
-        import matplotlib
-
         matplotlib.use("Agg")
         from .plots import figure
 
