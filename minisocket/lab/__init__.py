@@ -1,4 +1,4 @@
-"""Helpers for the notebooks: background servers, clients, deterministic traces.
+"""Helpers for the notebooks: clients, descriptor and CPU readings, deterministic traces.
 
 Nothing in the library imports this module; notebooks and their tests do.  Every
 helper binds loopback only, bounds every wait, and cleans up what it starts, so a
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +21,6 @@ from minisocket.trace import TraceEvent
 
 __all__ = [
     "Check",
-    "background",
     "check",
     "connect_burst",
     "converse",
@@ -37,23 +34,6 @@ __all__ = [
 ]
 
 TIMEOUT = 5.0
-
-
-@contextmanager
-def background(server: Any, poll_interval: float = 0.05) -> Iterator[Any]:
-    """Run ``server.serve_forever`` in a daemon thread; on exit shut down, close, join."""
-    thread = threading.Thread(
-        target=server.serve_forever, args=(poll_interval,), name="loop", daemon=True
-    )
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join(TIMEOUT)
-        server.server_close()
-    if thread.is_alive():
-        raise RuntimeError("serve_forever did not return after shutdown()")
 
 
 def converse(

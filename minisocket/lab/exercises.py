@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from minisocket import lab
+from minisocket import lab, serving
 from minisocket.lab import Check
 from minisocket.mixins import ThreadingTCPServer
 
@@ -240,12 +240,12 @@ def check_04_upper_echo(handler_class: type[Any]) -> None:
         return _written(handler_class.handle, type("Probe", (), {"request": None})())
 
     def echoes() -> bool:
-        with lab.background(_serve_threaded(handler_class)) as server:
+        with serving(_serve_threaded(handler_class)) as server:
             reply = lab.converse(server.server_address, b"hello, ", b"world", timeout=PATIENCE)
             return reply == b"HELLO, WORLD"
 
     def stops() -> bool:
-        with lab.background(_serve_threaded(handler_class)) as server:
+        with serving(_serve_threaded(handler_class)) as server:
             lab.converse(server.server_address, b"bye", timeout=PATIENCE)
             threads = [t for t in threading.enumerate() if "process_request" in t.name]
             return lab.wait_until(lambda: not any(t.is_alive() for t in threads), 1.0)
@@ -267,12 +267,12 @@ def check_04_adder(handler_class: type[Any]) -> None:
         return _written(handler_class.handle, type("Probe", (), {"rfile": None, "wfile": None})())
 
     def adds() -> bool:
-        with lab.background(_serve_threaded(handler_class)) as server:
+        with serving(_serve_threaded(handler_class)) as server:
             reply = lab.converse(server.server_address, b"1 2 3\n40 2\n-5\n", timeout=PATIENCE)
             return reply == b"6\n42\n-5\n"
 
     def rejects() -> bool:
-        with lab.background(_serve_threaded(handler_class)) as server:
+        with serving(_serve_threaded(handler_class)) as server:
             return lab.converse(server.server_address, b"1 two\n", timeout=PATIENCE) == b"ERR\n"
 
     lab.check(
@@ -316,7 +316,7 @@ def check_05_compose(server_class: type[Any] | None) -> None:
 
     def concurrent() -> bool:
         assert server_class is not None
-        with lab.background(server_class((HOST, 0), _SlowEcho)) as server:
+        with serving(server_class((HOST, 0), _SlowEcho)) as server:
             replies: list[bytes] = []
             clients = [
                 threading.Thread(
@@ -355,7 +355,7 @@ def check_05_line_counter(handler_class: type[Any]) -> None:
         return _written(probe.data_received, b"x\n")
 
     def talk(*chunks: bytes) -> bytes:
-        with lab.background(SelectorTCPServer((HOST, 0), handler_class)) as server:
+        with serving(SelectorTCPServer((HOST, 0), handler_class)) as server:
             with socket.create_connection(server.server_address, timeout=PATIENCE) as client:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 for chunk in chunks:
