@@ -10,8 +10,10 @@ into *roles* here -- "loop", "handler-1", "client-1" -- so nbval can compare it.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
+import textwrap
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ __all__ = [
     "open_fds",
     "recv_all",
     "sequence_diagram",
+    "show",
     "thread_cpu_seconds",
     "thread_roles",
     "trace_table",
@@ -34,6 +37,25 @@ __all__ = [
 ]
 
 TIMEOUT = 5.0
+
+
+def show(obj: Any, *, lines: tuple[int, int] | None = None) -> None:
+    """Print *obj*'s source as the running interpreter has it, under a title line.
+
+    For CPython's ``socketserver`` that is the installed ``Lib/socketserver.py``; for
+    minisocket, the module the notebook imports.  Plain text, so nbval compares it
+    exactly (highlighted HTML would change with the pygments version).  *lines*, a
+    ``(first, last)`` pair counted from 1, prints an excerpt, marked as one.
+    """
+    module = inspect.getmodule(obj)
+    source = textwrap.dedent(inspect.getsource(obj)).rstrip("\n").split("\n")
+    title = f"# {module.__name__ if module else '?'}.{obj.__qualname__}"
+    if lines is not None:
+        first, last = lines
+        source = source[first - 1 : last]
+        title += f", lines {first}-{last} of its source"
+    print(title)
+    print("\n".join(source))
 
 
 def converse(
