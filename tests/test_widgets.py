@@ -96,7 +96,9 @@ def test_load_reports_latencies_and_draws_a_histogram(baseline: tuple[int, int])
     panel.clients.value = 12
     latencies = panel.load()
     assert len(latencies) == 12 and all(ms > 0 for ms in latencies)
-    assert panel.summary.value.startswith("12 of 12 answered: p50 ")
+    assert panel.summary.value.startswith("12 of 12 answered (median ")
+    assert "p99" not in panel.summary.value  # not from twelve samples
+    assert "interpreter lock" in panel.summary.value  # it says what it timed, and how
     assert panel.histogram.value[:8] == b"\x89PNG\r\n\x1a\n"
     panel.close()
     assert settle(baseline) == baseline
@@ -150,3 +152,45 @@ def test_controls_have_stable_css_classes() -> None:
         assert "minisocket-panel" in panel._dom_classes
     finally:
         panel.close()
+
+
+def test_start_clears_the_previous_servers_results(baseline: tuple[int, int]) -> None:
+    panel = widgets.ServerPanel(name="again", kind="threaded", handler="echo")
+    panel.start()
+    panel.load()
+    panel.stop()
+    assert panel.summary.value and panel.histogram.layout.display is None
+    panel.kind.value = "select"
+    panel.start()
+    assert panel.summary.value == "" and panel.histogram.layout.display == "none"
+    assert panel.requests() == []  # the new server's log starts empty
+    panel.close()
+    assert settle(baseline) == baseline
+
+
+@pytest.mark.parametrize(
+    ("kind", "own_thread"),
+    [
+        ("blocking", ""),
+        ("select", ""),
+        ("threaded", "finish_request setup handle finish shutdown_request close_request"),
+        ("pool", "finish_request setup handle finish shutdown_request close_request"),
+    ],
+)
+def test_the_request_view_shows_which_thread_ran_each_step(
+    kind: str, own_thread: str, baseline: tuple[int, int]
+) -> None:
+    panel = widgets.ServerPanel(name="view", kind=kind, handler="echo")
+    panel.start()
+    panel.clients.value = 3
+    panel.load()
+    panel.stop()  # the handlers have finished: every step is in
+    views = panel.requests()
+    assert len(views) == 3 and len(set(views)) == 1  # the same for every request
+    serving, own = views[0]
+    assert serving.startswith("get_request verify_request process_request")
+    assert own == own_thread
+    assert "on the request's own thread" in panel.request_view.value
+    assert panel.log_view.value.startswith("<pre>  time s  thread")  # columns labelled
+    panel.close()
+    assert settle(baseline) == baseline

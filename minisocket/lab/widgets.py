@@ -120,7 +120,13 @@ def _handler_class(kind: str, reply_kind: str) -> type[Any]:
 
 
 class _LogLines(logging.Handler):
-    """A bounded, thread-safe buffer of log lines, fed by the tracer and by logging."""
+    """A bounded, thread-safe buffer of log lines, fed by the tracer and by logging.
+
+    It also keeps, for each request, which steps the serving thread ran and which the
+    thread that handled it ran: the per-request view beside the raw log.
+    """
+
+    HEADER = "  time s  thread     step (client, detail)"
 
     def __init__(self, maxlen: int = LOG_LINES) -> None:
         super().__init__(logging.INFO)
@@ -128,9 +134,12 @@ class _LogLines(logging.Handler):
         self.version = 0  # bumped on every write, so the pump knows when to redraw
         self._started = time.monotonic()
         self._roles: dict[str, str] = {}
+        self._loop = ""  # the serving thread's name, once known
+        self._serving: dict[str, Any] = {}  # thread: the client it last took a step for
+        self.requests: dict[Any, tuple[list[str], list[str]]] = {}  # client: (loop, other)
 
     def add(self, text: str) -> None:
-        self.lines.append(f"{time.monotonic() - self._started:7.3f}  {text}")
+        self.lines.append(f"{time.monotonic() - self._started:8.3f}  {text}")
         self.version += 1
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -139,15 +148,37 @@ class _LogLines(logging.Handler):
     def trace(self, event: TraceEvent) -> None:
         if event.step == "service_actions":
             return
-        role = self._roles.setdefault(event.thread, f"thread-{len(self._roles) + 1}")
-        client = ""
-        if isinstance(event.client_address, tuple) and len(event.client_address) >= 2:
-            client = f" {event.client_address[0]}:{event.client_address[1]}"
+        if event.step == "serve_forever":
+            self._loop = event.thread
+        role = "loop" if event.thread == self._loop else self._role(event.thread)
+        address = event.client_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            self._serving[event.thread] = address
+        else:  # shutdown_request and close_request: the request this thread is ending
+            address = self._serving.get(event.thread) if event.step.endswith("_request") else None
+        if address is not None:
+            self.requests.setdefault(address, ([], []))[role != "loop"].append(event.step)
+        client = f" {address[0]}:{address[1]}" if event.client_address is not None else ""
         detail = f" ({event.detail})" if event.detail else ""
-        self.add(f"{role:<9} {event.step}{client}{detail}")
+        self.add(f"{role:<10} {event.step}{client}{detail}")
+
+    def _role(self, thread: str) -> str:
+        return self._roles.setdefault(thread, f"thread-{len(self._roles) + 1}")
 
     def text(self) -> str:
-        return "\n".join(reversed(self.lines))  # newest first: the widget does not scroll
+        """Newest line first (the widget does not scroll), under the column header."""
+        return "\n".join([self.HEADER, *reversed(self.lines)])
+
+    def table(self, last: int = 8) -> str:
+        """The per-request view as HTML: one row per request, a column per thread."""
+        rows = "".join(
+            f"<tr><td>client-{number}</td><td>{' '.join(loop)}</td><td>{' '.join(other)}</td></tr>"
+            for number, (loop, other) in list(enumerate(self.requests.values(), 1))[-last:]
+        )
+        return (
+            "<table><tr><th>request</th><th>on the serving thread</th>"
+            f"<th>on the request's own thread</th></tr>{rows}</table>"
+        )
 
 
 # -- the panel ------------------------------------------------------------------------------
@@ -221,7 +252,8 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
             widgets.Image(format="png", width=420, layout=widgets.Layout(display="none")),
             "histogram",
         )
-        self.log_view = _classed(widgets.HTML(value="<pre></pre>"), "log")
+        self.log_view = _classed(widgets.HTML(value=f"<pre>{_LogLines.HEADER}</pre>"), "log")
+        self.request_view = _classed(widgets.HTML(value=""), "requests")
 
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
@@ -234,7 +266,7 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
                 widgets.HBox([self.line, self.send_button, self.reply]),
                 widgets.HBox([self.clients, self.load_button, self.summary]),
                 self.histogram,
-                self.log_view,
+                widgets.HBox([self.log_view, self.request_view]),
             ]
         )
         self.add_class("minisocket-panel")
@@ -248,6 +280,12 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
         """The log as plain text, oldest line first: time, thread, step, client."""
         return list(self._log.lines)
 
+    def requests(self) -> list[tuple[str, str]]:
+        """The per-request view as text, one ``(serving thread's steps, the request's own
+        thread's steps)`` pair per request, in order of arrival: the same on every run,
+        whatever the threads' interleaving (a notebook cell can print it for nbval)."""
+        return [(" ".join(loop), " ".join(other)) for loop, other in self._log.requests.values()]
+
     @property
     def running(self) -> bool:
         return self.server is not None
@@ -257,6 +295,9 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
         if self.running:
             self.status.value = f"already running: {self._describe()}"
             return
+        self._log = _LogLines()  # a new server, a new log: nothing left from the last one
+        self.summary.value = self.reply.value = self.request_view.value = ""
+        self.histogram.layout.display = "none"
         server_class = KINDS[self.kind.value]
         self.server = server_class(
             (self.host, 0), _handler_class(self.kind.value, self.handler.value)
@@ -291,7 +332,7 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
         if self._pump is not None:
             self._pump.join(CLIENT_TIMEOUT)
         self._thread = self._pump = None
-        self.log_view.value = f"<pre>{_escape(self._log.text())}</pre>"
+        self._redraw()
         self._set_running(False)
         self.status.value = "stopped"
 
@@ -330,14 +371,8 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
         with ThreadPoolExecutor(max_workers=n) as pool:
             results = list(pool.map(one, range(n)))
         latencies = sorted(r for r in results if r is not None)
-        failed = n - len(latencies)
         if latencies:
-            p50 = latencies[len(latencies) // 2]
-            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-            self.summary.value = (
-                f"{len(latencies)} of {n} answered: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-                f"max {latencies[-1]:.1f} ms" + (f", {failed} failed" if failed else "")
-            )
+            self.summary.value = _summary(latencies, n)
             self.histogram.value = _histogram_png(latencies, f"{n} clients, {self._describe()}")
             self.histogram.layout.display = None
         else:
@@ -361,6 +396,10 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
         host, port = server.server_address[:2]
         return f"{type(server).__name__} on {host}:{port}, {handler} handler"
 
+    def _redraw(self) -> None:
+        self.log_view.value = f"<pre>{_escape(self._log.text())}</pre>"
+        self.request_view.value = self._log.table()
+
     def _set_running(self, running: bool) -> None:
         self.start_button.disabled = running
         self.kind.disabled = self.handler.disabled = running
@@ -375,7 +414,21 @@ class ServerPanel(widgets.VBox):  # type: ignore[misc]
             version = self._log.version
             if version != shown:
                 shown = version
-                self.log_view.value = f"<pre>{_escape(self._log.text())}</pre>"
+                self._redraw()
+
+
+def _summary(latencies: list[float], sent: int) -> str:
+    """What Load measured, said plainly (latencies sorted, in ms)."""
+    spread = f"median {latencies[len(latencies) // 2]:.1f} ms, slowest {latencies[-1]:.1f} ms"
+    if len(latencies) >= 100:  # a 99th percentile of fewer samples is just the maximum
+        spread += f", p99 {latencies[int(len(latencies) * 0.99)]:.1f} ms"
+    failed = sent - len(latencies)
+    return (
+        f"{len(latencies)} of {sent} answered ({spread}{f', {failed} failed' if failed else ''})."
+        " Each time is one client's connect, send a line, read the reply; the client threads"
+        " run in this kernel and share its interpreter lock with the server's threads (the"
+        " latency lab, 07, runs clients in processes of their own)."
+    )
 
 
 def _classed(widget: Any, name: str) -> Any:
