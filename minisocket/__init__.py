@@ -10,8 +10,8 @@ the order the notebooks teach them (each module imports only from the ones above
                    TCPServer (the socket code), UDPServer, the Unix servers
     handlers   04  BaseRequestHandler, StreamRequestHandler, DatagramRequestHandler
     mixins     05  ThreadingMixIn, ForkingMixIn and the composed servers
-    pool       05  ThreadPoolMixIn: a bounded pool of worker threads
-    evented    05  SelectorMixIn: one thread, every connection in one selector
+    pool       06  ThreadPoolMixIn: a bounded pool of worker threads
+    evented    06  SelectorMixIn: one thread, every connection in one selector
 """
 
 from .evented import (

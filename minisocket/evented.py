@@ -1,4 +1,4 @@
-"""Layer 05 — the event-driven server: one thread, every connection in one selector.
+"""Layer 06 — the event-driven server: one thread, every connection in one selector.
 
 Design note
 -----------

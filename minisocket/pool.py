@@ -1,4 +1,4 @@
-"""Layer 05 — a bounded thread pool: ThreadPoolMixIn and ThreadPoolTCPServer.
+"""Layer 06 — a bounded thread pool: ThreadPoolMixIn and ThreadPoolTCPServer.
 
 Design note
 -----------
@@ -111,10 +111,11 @@ class ThreadPoolMixIn(ThreadingMixIn):
             self.__refusals.flush()
             for _ in self.__workers:
                 self.__jobs.put(None)  # each worker stops when it gets one
-        super().server_close()  # the requests in progress get close_grace
-        if self.block_on_close:
-            for worker in self.__workers:
-                worker.join(self.close_grace)
+        super().server_close()  # the requests in progress get close_grace (at most twice)
+        if self.block_on_close:  # the other workers are on their way out: wait for them
+            stuck = {entry[1] for entry in list((self._threads or {}).values())}
+            for worker in set(self.__workers) - stuck:
+                worker.join()
 
 
 class ThreadPoolTCPServer(ThreadPoolMixIn, TCPServer): ...

@@ -221,3 +221,22 @@ def test_trickling_clients_cannot_hold_the_pool_for_ever() -> None:
         assert served == 5
         for trickler in tricklers:
             trickler.close()
+
+
+def test_server_close_does_not_wait_twice_for_a_stuck_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A handler stuck off the socket is logged after 2 x close_grace and not waited
+    for again by the pool (the gate stays shut until server_close has returned)."""
+    server = make(max_workers=2, close_grace=0.05)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+    thread.start()
+    client = socket.create_connection(server.server_address, timeout=TIMEOUT)
+    assert server.entered.acquire(timeout=TIMEOUT)
+    with caplog.at_level(logging.WARNING, logger="minisocket"):
+        server.server_close()  # stops the loop, then gives the stuck handler its grace
+    thread.join(TIMEOUT)
+    assert any("not waiting for handler thread" in r.getMessage() for r in caplog.records)
+    server.gate.set()
+    client.close()
+    server.tracer.wait("close_request")
