@@ -20,8 +20,9 @@ and three methods the handler calls: ``send(data)``, ``close()`` and ``abort()``
 The handler is the user's object: it holds those callbacks and methods, ``request``,
 ``client_address``, ``server``, and ``transport``.  Everything the library keeps for a
 connection -- output buffer, registration, flow control, idle clock, state -- lives in
-the library's :class:`Connection` (the ``transport``), so no name a protocol picks for
-its own state can break the connection.
+the library's :class:`Connection` (the ``transport``, whose ``buffered`` says how much
+output waits), so a protocol may name its own state as it likes (``_state``, ``_buffer``,
+``buffered``...) without breaking the connection.
 
 ``send`` never blocks.  It writes what the kernel accepts at once and keeps the rest,
 which the loop flushes when the socket becomes writable again.  A client that does not
@@ -140,11 +141,6 @@ class ProtocolRequestHandler:
         """Close at once; output still buffered is dropped, and the end is a reset."""
         self.transport.abort()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes accepted by :meth:`send` and not yet handed to the kernel."""
-        return len(self.transport.out)
-
 
 class _Connections:
     """What a :class:`SelectorMixIn` server keeps for all of its connections."""
@@ -153,7 +149,6 @@ class _Connections:
         self.open: set[Connection] = set()
         self.buffered = 0  # bytes waiting to be sent, over every connection
         self.buffer = bytearray(read_size)  # every read lands here first
-        self.view = memoryview(self.buffer)
         self.next_sweep = 0.0  # when service_actions next looks for idle connections
         self.pid = os.getpid()  # after a fork, the child must not touch them
 
@@ -170,11 +165,16 @@ class Connection:
         self.server, self.shared, self.sock, self.address = server, shared, sock, address
         self.state = State.OPEN
         self.out = bytearray()
-        self.paused = False  # back-pressure: not reading, the handler asked to pause
+        self.paused = False  # back-pressure: not reading, and the handler asked to pause
         self.events = 0  # what the selector watches for this connection now
         self.last_active = time.monotonic()  # the last progress, either way
         self.handler: ProtocolRequestHandler = server.RequestHandlerClass(sock, address, server)
         self.handler.transport = self
+
+    @property
+    def buffered(self) -> int:
+        """Bytes accepted by ``write`` and not yet handed to the kernel."""
+        return len(self.out)
 
     def ready(self, events: int) -> None:
         """The selector callback (and, with no events, the start): flush, then read."""
@@ -188,15 +188,16 @@ class Connection:
                 self.flush()
             if events & selectors.EVENT_READ and self.state is State.OPEN:
                 self.read()
-        except Exception:
-            self.report()
-            self.abort()
+        except Exception as exc:  # reported, and the connection ends: not the server
+            emit(self.server, "handle_error", self.address)
+            self.server.handle_error(self.sock, self.address)
+            self.abort(exc)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.state not in _WRITABLE or not data:
             return
         self.out += data
-        self.shared.buffered += len(data)
+        self.shared.buffered += memoryview(data).nbytes
         self.flush()  # the kernel usually takes it all at once
         limit = self.handler.max_buffered
         if (limit is not None and len(self.out) > limit) or (
@@ -221,17 +222,23 @@ class Connection:
         if self.events:
             self.server.unregister(self.sock)
         self.shared.open.discard(self)
-        ours = dropped and not isinstance(exc, ConnectionError)  # not the peer's doing
+        ours = dropped > 0 and not isinstance(exc, ConnectionError)  # not the peer's doing
         if ours:
             logger.warning("dropped %d unsent bytes to %s (%r): reset", dropped, self.address, exc)
             reset(self.sock)
+        # As in asyncio, connection_lost comes after the callback that caused it returns,
+        # so a handler looping over its peers never sees one vanish under it.
+        self.server.call_later(0, lambda: self.lost(exc, ours))
+
+    def lost(self, exc: BaseException | None, reset: bool) -> None:
         emit(self.server, "connection_lost", self.address, repr(exc) if exc else "")
         try:
             self.handler.connection_lost(exc)
         except Exception:
-            self.report()
+            emit(self.server, "handle_error", self.address)
+            self.server.handle_error(self.sock, self.address)
         finally:
-            (self.server.close_request if ours else self.server.shutdown_request)(self.sock)
+            (self.server.close_request if reset else self.server.shutdown_request)(self.sock)
 
     def attempt(self, operation: Callable[[Any], int], buffer: Any) -> int | None:
         """A non-blocking ``send`` or ``recv_into``: ``None`` if it would block, or if it
@@ -251,7 +258,7 @@ class Connection:
         self.last_active = time.monotonic()
         if size:
             emit(self.server, "data_received", self.address, f"{size} bytes")
-            self.handler.data_received(self.shared.view[:size].tobytes())
+            self.handler.data_received(memoryview(self.shared.buffer)[:size].tobytes())
             return
         emit(self.server, "eof_received", self.address)
         keep_open = self.handler.eof_received()
@@ -302,11 +309,6 @@ class Connection:
         elif self.state is State.WRITE_ONLY and (error := self.sock.getsockopt(*_SO_ERROR)):
             self.abort(ConnectionResetError(error, os.strerror(error)))
 
-    def report(self) -> None:
-        """A callback raised: report it through the server's ``handle_error``."""
-        emit(self.server, "handle_error", self.address)
-        self.server.handle_error(self.sock, self.address)
-
 
 class SelectorMixIn(MixInBase):
     """Serve every connection from the loop's thread, with :class:`ProtocolRequestHandler`.
@@ -318,10 +320,12 @@ class SelectorMixIn(MixInBase):
 
     ``idle_timeout`` (seconds, default ``None``): connections that made no progress in
     either direction for that long are closed (``connection_lost`` gets a
-    ``TimeoutError``), checked from ``service_actions``, so within ``idle_timeout`` plus
-    a ``poll_interval``.  ``max_buffered_total``: the output the server may hold for all
-    its connections together.  For the lowest latency, a subclass may set
-    ``selector_class = BusyPollSelector``.
+    ``TimeoutError``), checked from ``service_actions`` at most every second (a quarter
+    of ``idle_timeout`` if that is shorter) -- so only while ``serve_forever`` runs, and
+    only if a subclass's ``service_actions`` calls ``super()``.  ``max_buffered_total``:
+    the output the server may hold for all its connections together.  ``close_grace``:
+    how long ``server_close`` lets buffered output drain (``None``: as long as it takes).
+    For the lowest latency, a subclass may set ``selector_class = BusyPollSelector``.
     """
 
     selector_class: type[selectors.BaseSelector] = selectors.DefaultSelector
@@ -363,7 +367,7 @@ class SelectorMixIn(MixInBase):
                 connection.check(now, self.idle_timeout)
 
     def server_close(self) -> None:
-        shared = self.__shared
+        shared, self.__shared = self.__shared, None
         if shared is not None and shared.pid != os.getpid():
             for connection in shared.open:  # a forked child: they are the parent's
                 connection.sock.close()
@@ -372,11 +376,13 @@ class SelectorMixIn(MixInBase):
             self.pause_accepting()
             for connection in list(shared.open):
                 connection.close()
-            deadline = time.monotonic() + (self.close_grace or 0.0)
+            grace = self.close_grace  # None: as long as it takes
+            deadline = time.monotonic() + (float("inf") if grace is None else grace)
             while shared.open and (left := deadline - time.monotonic()) > 0:
-                self.poll(left)
+                self.poll(min(left, 60.0))
             for connection in list(shared.open):
-                connection.abort(TimeoutError(f"unsent after close_grace={self.close_grace} s"))
+                connection.abort(TimeoutError(f"unsent after close_grace={grace} s"))
+            self.poll(0)  # their connection_lost calls
         super().server_close()
 
 

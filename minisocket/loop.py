@@ -89,8 +89,8 @@ class Waker:
             pass
 
     def close(self) -> None:
-        self.reader.close()
-        self.writer.close()
+        for sock in (self.reader, self.writer):
+            sock.close()
 
 
 class ServeLoop:
@@ -163,19 +163,19 @@ class ServeLoop:
         """Wait for and handle one request, or call :meth:`handle_timeout`.
 
         Waits at most the smaller of ``self.timeout`` and the socket's own timeout;
-        ``None`` for both means wait as long as it takes.
+        ``None`` for both means wait as long as it takes, 0 means look once.
         """
         timeouts = [t for t in (self.timeout, self.socket.gettimeout()) if t is not None]
         timeout = min(timeouts, default=None)
         deadline = None if timeout is None else time.monotonic() + timeout
         accepted = self.__accepted
-        while self.__accepted == accepted:
-            if deadline is not None:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    self.handle_timeout()
-                    return
+        while True:
             self.poll(timeout)
+            if self.__accepted != accepted:
+                return
+            if deadline is not None and (timeout := deadline - time.monotonic()) <= 0:
+                self.handle_timeout()
+                return
 
     def server_close(self) -> None:
         """Release the selector and the waker; a loop still running stops first."""
@@ -262,8 +262,9 @@ class ServeLoop:
 
     def __release(self) -> None:
         selector, self.__selector = self.__selector, None
-        if selector is not None and self.__waker is not None:
+        if selector is not None:
             selector.close()
+        if self.__waker is not None:  # (also when the selector could not be made)
             self.__waker.close()
 
     def __accept(self, events: int) -> None:
@@ -293,8 +294,8 @@ class ServeLoop:
         with self.__changed:
             if self.__serving is not None:
                 raise RuntimeError("serve_forever() is already running on this server")
-            if self.__shutdown_request:  # shutdown() came first: this run is over
-                self.__shutdown_request = False
+            if self.__shutdown_request or self.__closed:  # shutdown() or server_close()
+                self.__shutdown_request = False  # came first: this run is over
                 return False
             self.__open()
             self.__serving = threading.current_thread()

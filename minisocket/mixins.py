@@ -45,8 +45,8 @@ from .trace import emit, logger
 
 class Requests(dict[int, list[Any]]):
     """The requests being served on other threads: ``id(request)`` to ``[request,
-    thread, start time]``.  Threads add and remove their own entries; ``server_close``
-    and the pool's time limit read them.
+    thread, start time]``.  Whoever hands a request to a thread adds it; the thread
+    removes it when done; ``server_close`` and the pool's time limit read them.
 
     Owned by the process that made it: after a fork, the child's copy does nothing to
     the connections, which are the parent's.
@@ -99,7 +99,7 @@ class ThreadingMixIn(MixInBase):
     then waits as long again for the threads, and logs those still running.  Without
     ``block_on_close``, it returns at once and the connections are shut down in the
     background after ``close_grace``.  ``None``: socketserver's way, no bound.
-    ``_threads`` (socketserver's name): the requests being served, by thread.
+    ``_threads`` (socketserver's name): the requests being served, and on which thread.
     """
 
     daemon_threads: bool = False
@@ -135,7 +135,7 @@ class ThreadingMixIn(MixInBase):
         if requests is None or requests.pid != os.getpid():
             return
         if self.daemon_threads or not self.block_on_close:
-            if grace is not None:  # do not block, but do not serve them forever either
+            if grace is not None and requests:  # do not block, nor serve them for ever
                 timer = threading.Timer(grace, requests.cut)
                 timer.daemon = True  # and never keep the interpreter alive for it
                 timer.start()

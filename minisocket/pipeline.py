@@ -14,11 +14,11 @@ When the loop (layer 02) finds the listening socket readable it calls
 
 Each hook is a seam.  A subclass replaces ``verify_request`` to filter clients,
 ``process_request`` to hand the request to a thread or a child process (layer 05),
-``handle_error`` to report failures differently.  Whatever happens, every accepted
-request reaches ``shutdown_request`` exactly once, so no descriptor leaks: a rejected
-request is shut down at once; an ``Exception`` is reported and then the request shut
-down; a ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``) shuts the request down
-and propagates, so Ctrl-C still stops a server.
+``handle_error`` to report failures differently.  An accepted request is ended by
+``shutdown_request``: a rejected one at once; after an ``Exception`` from
+``process_request``, once it is reported; after a ``BaseException`` (``SystemExit``,
+``KeyboardInterrupt``), before it propagates, so Ctrl-C still stops a server.  (As in
+socketserver, an exception from ``verify_request`` itself escapes, and the request with it.)
 
 Errors are logged to the ``minisocket`` logger with their traceback, instead of being
 printed to stderr; with no logging configured Python still prints them.
@@ -244,11 +244,12 @@ class TCPServer(BaseServer):
         request.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A ``TimeoutError`` with ``idle_timeout`` set is that timeout doing its job,
-        not a failure: it is logged at INFO.  Anything else is logged as an error."""
-        if isinstance(sys.exception(), TimeoutError) and self.idle_timeout is not None:
+        """A ``TimeoutError`` with ``idle_timeout`` set is taken for that timeout doing its
+        job, not a failure: it is logged at INFO, with its message (a handler's own
+        timeouts on other sockets show there too).  Anything else is logged as an error."""
+        if isinstance(error := sys.exception(), TimeoutError) and self.idle_timeout is not None:
             emit(self, "idle_timeout", client_address)
-            logger.info("closed idle connection from %s", client_address)
+            logger.info("closed idle connection from %s (%s)", client_address, error)
         else:
             super().handle_error(request, client_address)
 
@@ -263,7 +264,6 @@ class UDPServer(TCPServer):
     request (``drop_truncated = False`` delivers it anyway, still logged).
     """
 
-    allow_reuse_address: bool = False
     socket_type: int = socket.SOCK_DGRAM
     max_packet_size: int = 8192
     drop_truncated: bool = True

@@ -13,10 +13,10 @@ usual one: it appends to a list, which is safe from any thread (``list.append`` 
 atomic), so a notebook can start a threading server, run a request and print the
 events afterwards in one deterministic block.
 
-Errors and warnings go to the ``minisocket`` logger.  A warning that a client can
-trigger at will (a refused connection, an oversized datagram) goes through a
-:class:`RepeatedWarning`, so a flood of them costs a line a second, each line saying
-how many it stands for.
+Errors and warnings go to the ``minisocket`` logger.  The warnings a flood of clients
+triggers one per client (a refused connection, an oversized datagram) go through a
+:class:`RepeatedWarning`, so a flood costs a line a second, each line saying how many
+it stands for.
 
 This module is plumbing shared by every layer, so it imports nothing from minisocket.
 """
@@ -60,7 +60,7 @@ def emit(source: Any, step: str, client_address: Any = None, detail: str = "") -
     one (a socketserver server driving a minisocket handler) are simply not traced.
     """
     tracer = getattr(source, "tracer", None)
-    if tracer is not None:
+    if callable(tracer):  # (not, say, an OpenTelemetry tracer a subclass keeps there)
         thread = threading.current_thread().name
         tracer(TraceEvent(step, thread, time.monotonic(), client_address, detail))
 
@@ -100,13 +100,12 @@ class RepeatedWarning:
         self.held, self.last = 0, float("-inf")
 
     def __call__(self, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval:
+        if time.monotonic() - self.last < self.interval:
             self.held += 1
-            return
-        self.flush()
-        self.last = now
-        logger.warning(self.message, *args)
+        else:
+            self.flush()
+            self.last = time.monotonic()
+            logger.warning(self.message, *args)
 
     def flush(self) -> None:
         """Log how many were held back since the last message, if any."""

@@ -160,7 +160,7 @@ def test_library_state_is_out_of_the_handlers_namespace() -> None:
         """A protocol that names its own state as a library might have."""
 
         def connection_made(self) -> None:
-            self._state, self._out, self._buffer = "headers", [], b""
+            self._state, self._out, self._buffer, self.buffered = "headers", [], b"", 0
 
         def _read(self, data: bytes) -> bytes:
             return data.upper()
@@ -190,7 +190,7 @@ class Stream(ProtocolRequestHandler):
         while not self.paused and self.sent < self.size:
             self.send(b"s" * self.chunk)
             self.sent += self.chunk
-            self.most_buffered = max(self.most_buffered, self.buffered)
+            self.most_buffered = max(self.most_buffered, self.transport.buffered)
         self.server.most_buffered = max(
             getattr(self.server, "most_buffered", 0), self.most_buffered
         )
