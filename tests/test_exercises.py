@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import minisocket
+from minisocket import lab
 from minisocket.lab import exercises, solutions_03, solutions_04
 
 
@@ -150,6 +151,41 @@ def test_03_close_hang(capsys: pytest.CaptureFixture[str]) -> None:
     unfixed = verdict(exercises.check_03_close_hang, "B", capsys, socketserver.ThreadingTCPServer)
     assert unfixed.endswith("2/3 checks pass")
     assert verdict(exercises.check_03_close_hang, None, capsys, None).endswith("0/3 checks pass")
+
+
+# -- the trace helpers notebook 03 draws with -----------------------------------------
+
+
+class _Hello(minisocket.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(b"hello")
+
+
+def test_trace_helpers_name_threads_and_show_the_loop_waiting() -> None:
+    server = lab.trace_select(minisocket.ThreadingTCPServer(("127.0.0.1", 0), _Hello))
+    server.tracer = recorder = minisocket.TraceRecorder()
+    with minisocket.serving(server, poll_interval=10):
+        assert lab.converse(server.server_address) == b"hello"
+        assert lab.wait_until(lambda: "close_request" in recorder.steps())
+    roles = lab.thread_roles(recorder.events)
+    assert sorted(roles.values()) == ["handler-1", "loop", "main"]  # main: shutdown()
+    table = lab.trace_table(recorder.events, header=True, only=("select", "handle", "shutdown"))
+    rows = [row.split() for row in table.splitlines()]
+    assert rows[0] == ["step", "thread", "client", "detail"]
+    assert ["handle", "handler-1", "client-1"] in rows
+    assert ["select", "loop", "-", "waiting"] in rows and [
+        "shutdown",
+        "main",
+        "-",
+        "waiting",
+    ] in rows
+    assert "select" not in lab.trace_table(recorder.events, skip=("select",))
+
+    figure = pytest.importorskip("matplotlib.figure")
+    ax = figure.Figure().subplots()
+    lab.sequence_diagram(ax, recorder.events, "ThreadingTCPServer")
+    assert ax.get_ylabel().startswith("order of events")
+    assert ax.patches, "the loop's wait in select is drawn as a bar"
 
 
 # -- 04 -------------------------------------------------------------------------------
