@@ -8,17 +8,21 @@ attempted yet"), and a plausible wrong answer.
 from __future__ import annotations
 
 import socket
+import socketserver
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import minisocket
-from minisocket.lab import exercises
+from minisocket import lab
+from minisocket.lab import exercises, solutions_03, solutions_04
 
 
-def verdict(check: Callable[..., None], answer: Any, capsys: pytest.CaptureFixture[str]) -> str:
-    check(answer)
+def verdict(
+    check: Callable[..., None], answer: Any, capsys: pytest.CaptureFixture[str], *more: Any
+) -> str:
+    check(answer, *more)
     return capsys.readouterr().out.strip().splitlines()[-1]
 
 
@@ -120,50 +124,77 @@ def test_02_serve_until_quiet(capsys: pytest.CaptureFixture[str]) -> None:
 # -- 03 -------------------------------------------------------------------------------
 
 
-class LocalOnly(minisocket.TCPServer):
-    def verify_request(self, request: Any, client_address: Any) -> bool:
-        return bool(client_address[0] == "127.0.0.2")
+def test_03_which_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    assert verdict(exercises.check_03_which_thread, solutions_03.prediction, capsys).endswith(
+        "solved"
+    )
+    everything_on_the_loop = dict.fromkeys(solutions_03.prediction, "loop")
+    assert verdict(exercises.check_03_which_thread, everything_on_the_loop, capsys).endswith(
+        "2/3 checks pass"
+    )
+    stub = dict.fromkeys(solutions_03.prediction, ...)
+    assert verdict(exercises.check_03_which_thread, stub, capsys).endswith("0/3 checks pass")
 
 
-class Everyone(minisocket.TCPServer):
-    pass
+def test_03_which_thread_reference_trace() -> None:
+    table = solutions_03.trace_a_failing_request()
+    assert "handle_error       handler-1" in table
+    assert "verify_request     loop" in table
 
 
-class Counting(minisocket.TCPServer):
-    errors = 0
+def test_03_close_hang(capsys: pytest.CaptureFixture[str]) -> None:
+    solved = verdict(
+        exercises.check_03_close_hang, solutions_03.why, capsys, solutions_03.QuickToClose
+    )
+    assert solved.endswith("solved")
+    # The stdlib's own class hangs (for the check's 2 s) but still answers.
+    unfixed = verdict(exercises.check_03_close_hang, "B", capsys, socketserver.ThreadingTCPServer)
+    assert unfixed.endswith("2/3 checks pass")
+    assert verdict(exercises.check_03_close_hang, None, capsys, None).endswith("0/3 checks pass")
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        self.errors += 1
+
+# -- the trace helpers notebook 03 draws with -----------------------------------------
 
 
-def test_03_allow_list(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_03_allow_list, LocalOnly, capsys).endswith("solved")
-    assert verdict(exercises.check_03_allow_list, Everyone, capsys).endswith("1/2 checks pass")
+class _Hello(minisocket.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(b"hello")
 
 
-def test_03_count_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_03_count_errors, Counting, capsys).endswith("solved")
-    assert verdict(exercises.check_03_count_errors, Everyone, capsys).endswith("0/2 checks pass")
+def test_trace_helpers_name_threads_and_show_the_loop_waiting() -> None:
+    server = lab.trace_select(minisocket.ThreadingTCPServer(("127.0.0.1", 0), _Hello))
+    server.tracer = recorder = minisocket.TraceRecorder()
+    with minisocket.serving(server, poll_interval=10):
+        assert lab.converse(server.server_address) == b"hello"
+        assert lab.wait_until(lambda: "close_request" in recorder.steps())
+    roles = lab.thread_roles(recorder.events)
+    assert sorted(roles.values()) == ["handler-1", "loop", "main"]  # main: shutdown()
+    table = lab.trace_table(recorder.events, header=True, only=("select", "handle", "shutdown"))
+    rows = [row.split() for row in table.splitlines()]
+    assert rows[0] == ["step", "thread", "client", "detail"]
+    assert ["handle", "handler-1", "client-1"] in rows
+    assert ["select", "loop", "-", "waiting"] in rows and [
+        "shutdown",
+        "main",
+        "-",
+        "waiting",
+    ] in rows
+    assert "select" not in lab.trace_table(recorder.events, skip=("select",))
+
+    figure = pytest.importorskip("matplotlib.figure")
+    ax = figure.Figure().subplots()
+    lab.sequence_diagram(ax, recorder.events, "ThreadingTCPServer")
+    assert ax.get_ylabel().startswith("order of events")
+    assert ax.patches, "the loop's wait in select is drawn as a bar"
 
 
 # -- 04 -------------------------------------------------------------------------------
 
 
-class UpperEcho(minisocket.BaseRequestHandler):
+class EchoWithoutUpper(minisocket.BaseRequestHandler):
     def handle(self) -> None:
         while data := self.request.recv(1024):
-            self.request.sendall(data.upper())
-
-
-class Adder(minisocket.StreamRequestHandler):
-    def handle(self) -> None:
-        for line in self.rfile:
-            try:
-                total = sum(int(word) for word in line.split())
-            except ValueError:
-                self.wfile.write(b"ERR\n")
-            else:
-                self.wfile.write(b"%d\n" % total)
+            self.request.sendall(data)
 
 
 class AdderWithoutErrors(minisocket.StreamRequestHandler):
@@ -173,11 +204,14 @@ class AdderWithoutErrors(minisocket.StreamRequestHandler):
 
 
 def test_04_upper_echo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_04_upper_echo, UpperEcho, capsys).endswith("solved")
+    assert verdict(exercises.check_04_upper_echo, solutions_04.UpperEcho, capsys).endswith("solved")
+    assert verdict(exercises.check_04_upper_echo, EchoWithoutUpper, capsys).endswith(
+        "2/3 checks pass"
+    )
 
 
 def test_04_adder(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_04_adder, Adder, capsys).endswith("solved")
+    assert verdict(exercises.check_04_adder, solutions_04.Adder, capsys).endswith("solved")
     assert verdict(exercises.check_04_adder, AdderWithoutErrors, capsys).endswith("2/3 checks pass")
 
 

@@ -14,12 +14,13 @@ import inspect
 import os
 import socket
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from minisocket.trace import TraceEvent
+from minisocket.trace import TraceEvent, emit
 
 __all__ = [
     "Check",
@@ -32,6 +33,7 @@ __all__ = [
     "show",
     "thread_cpu_seconds",
     "thread_roles",
+    "trace_select",
     "trace_table",
     "wait_until",
 ]
@@ -134,19 +136,28 @@ def thread_cpu_seconds(native_id: int) -> float:
 
 
 def thread_roles(events: Iterable[TraceEvent]) -> dict[str, str]:
-    """Stable names for the threads in a trace: ``loop`` and ``handler-1``, ``handler-2``...
+    """Stable names for the threads in a trace: ``loop``, ``main``, ``handler-1``, ...
 
-    The thread that ran ``serve_forever`` (or the first event) is the loop; the others
-    are numbered in order of first appearance.
+    The thread that ran ``serve_forever`` (or, failing that, the first ``get_request``)
+    is the loop; the notebook's own thread, when it is not the loop (it calls
+    ``shutdown`` or ``server_close``), is ``main``; the others are numbered in order of
+    first appearance.
     """
     events = list(events)
     roles: dict[str, str] = {}
-    loop = next((e.thread for e in events if e.step in ("serve_forever", "get_request")), None)
+    loop = next((e.thread for e in events if e.step == "serve_forever"), None)
+    if loop is None:
+        loop = next((e.thread for e in events if e.step == "get_request"), None)
     if loop is not None:
         roles[loop] = "loop"
+    main = threading.main_thread().name
     for event in events:
         if event.thread not in roles:
-            roles[event.thread] = f"handler-{len(roles) + (loop is None)}"
+            if event.thread == main:
+                roles[main] = "main"
+            else:
+                handlers = sum(role.startswith("handler-") for role in roles.values())
+                roles[event.thread] = f"handler-{handlers + 1}"
     return roles
 
 
@@ -162,45 +173,106 @@ def _client_roles(events: Sequence[TraceEvent]) -> dict[Any, str]:
 LIFECYCLE = ("service_actions", "serve_forever", "shutdown", "serve_forever_exit")
 
 
-def trace_table(events: Iterable[TraceEvent], skip: Sequence[str] = LIFECYCLE) -> str:
-    """The trace as aligned text: step, thread role, client role, detail."""
-    events = [e for e in events if e.step not in skip]
+def trace_table(
+    events: Iterable[TraceEvent],
+    skip: Sequence[str] = LIFECYCLE,
+    *,
+    header: bool = False,
+    only: Sequence[str] | None = None,
+) -> str:
+    """The trace as aligned text: step, thread role, client role, detail.
+
+    Steps named in *skip* are left out (by default the server-wide :data:`LIFECYCLE`
+    events; pass ``()`` to keep everything); *only*, if given, keeps just the steps it
+    names instead.  Roles are worked out over the whole trace, left-out events included,
+    so an excerpt names threads and clients as the full table does.  *header* adds a
+    title row.
+    """
+    events = list(events)
     threads, clients = thread_roles(events), _client_roles(events)
-    rows = [
+    shown = [e for e in events if (e.step in only if only is not None else e.step not in skip)]
+    rows = [f"{'step':<18} {'thread':<10} {'client':<9} detail"] if header else []
+    rows += [
         f"{e.step:<18} {threads[e.thread]:<10} {clients.get(e.client_address, '-'):<9} {e.detail}"
-        for e in events
+        for e in shown
     ]
     return "\n".join(row.rstrip() for row in rows)
 
 
-def sequence_diagram(ax: Any, events: Sequence[TraceEvent], title: str) -> None:
-    """Draw a trace on a matplotlib Axes: one lane per thread, time flowing down.
+def trace_select(server: Any) -> Any:
+    """Make *server*'s loop report each wait: a ``select`` event every time it calls
+    ``select()`` on its selector, so a trace shows when the loop sat waiting.
 
-    Server-wide events (:data:`LIFECYCLE`) are left out.
-
-    Timestamps are replaced by event order, so the drawing is the same on every run:
-    what matters is which thread did what, in which order.
+    Call it before the server first serves (the loop makes its selector on first use).
+    Returns the server.
     """
-    events = [e for e in events if e.step not in LIFECYCLE]
+    base = server.selector_class
+
+    class WaitTracing(base):  # type: ignore[valid-type, misc]
+        def select(self, timeout: float | None = None) -> Any:
+            emit(server, "select", None, "waiting")
+            return super().select(timeout)
+
+    WaitTracing.__name__ = WaitTracing.__qualname__ = f"WaitTracing{base.__name__}"
+    server.selector_class = WaitTracing
+    return server
+
+
+def sequence_diagram(
+    ax: Any, events: Sequence[TraceEvent], title: str, *, skip: Sequence[str] = LIFECYCLE
+) -> None:
+    """Draw a trace on a matplotlib Axes: one lane per thread, one row per event.
+
+    The vertical axis is the *order* of events, not time: row *n* is the *n*-th event,
+    so the drawing is the same on every run -- what matters is which thread did what,
+    in which order.  Steps named in *skip* are left out (by default the server-wide
+    :data:`LIFECYCLE` events).  A ``select`` event (see :func:`trace_select`) starts a
+    shaded bar: the thread waits in ``select()`` until its next event.  An arrow leads
+    from ``process_request`` to the first step of a thread that appears after it: the
+    request handed over.
+    """
+    events = [e for e in events if e.step not in skip]
     roles = thread_roles(events)
-    lanes = {role: i for i, role in enumerate(dict.fromkeys(roles.values()))}
+    lanes = {role: i for i, role in enumerate(dict.fromkeys(roles[e.thread] for e in events))}
+    bottom = len(events) - 0.5
     for role, x in lanes.items():
-        ax.plot([x, x], [-0.5, len(events) - 0.5], color="0.8", linewidth=1, zorder=0)
-        ax.text(x, -1.2, role, ha="center", va="bottom", fontsize=9, fontweight="bold")
-    previous: tuple[float, float] | None = None
+        ax.plot([x, x], [-0.5, bottom], color="0.85", linewidth=1, zorder=0)
+        ax.text(x, -1.0, role, ha="center", va="bottom", fontsize=9, fontweight="bold")
+    handed_over: tuple[float, float] | None = None  # the latest process_request
+    seen: set[int] = set()
     for y, event in enumerate(events):
         x = lanes[roles[event.thread]]
+        if event.step == "select":  # waiting until this thread's next event
+            later = (i for i in range(y + 1, len(events)) if events[i].thread == event.thread)
+            until = next(later, None)
+            end = bottom if until is None else until - 0.15
+            ax.add_patch(_bar(x, y, end))
         ax.scatter([x], [y], s=18, color="C0" if x == 0 else "C1", zorder=2)
-        ax.text(x + 0.08, y, event.step, va="center", fontsize=8)
-        if previous is not None and previous[0] != x:
+        label = "select: waiting" if event.step == "select" else event.step
+        ax.text(x + 0.08, y, label, va="center", fontsize=8)
+        if x not in seen and handed_over is not None and handed_over[0] != x:
+            # a thread's first step, after a request was handed over: the hop
             ax.annotate(
-                "", xy=(x, y), xytext=previous, arrowprops={"arrowstyle": "->", "color": "0.5"}
+                "", xy=(x, y), xytext=handed_over, arrowprops={"arrowstyle": "->", "color": "0.5"}
             )
-        previous = (x, y)
-    ax.set_xlim(-0.5, max(lanes.values()) + 1.5)
-    ax.set_ylim(len(events) - 0.5, -1.6)
+        seen.add(x)
+        if event.step == "process_request":
+            handed_over = (x, y)
+    ax.set_xlim(-0.6, max(lanes.values(), default=0) + 1.4)
+    ax.set_ylim(bottom, -1.4)
     ax.set_title(title, fontsize=10)
-    ax.axis("off")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel("order of events (first at the top)", fontsize=9)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+
+
+def _bar(x: float, start: float, end: float) -> Any:
+    """A shaded vertical bar in a lane, from row *start* down to row *end*."""
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x - 0.06, start), 0.12, end - start, color="C0", alpha=0.18, zorder=1)
 
 
 @dataclass(frozen=True)
