@@ -16,7 +16,7 @@ import pytest
 
 import minisocket
 from minisocket import lab
-from minisocket.lab import exercises, solutions_03, solutions_04
+from minisocket.lab import exercises, solutions_01, solutions_02, solutions_03, solutions_04
 
 
 def verdict(
@@ -27,12 +27,6 @@ def verdict(
 
 
 # -- 01 -------------------------------------------------------------------------------
-
-
-class KeepAlive(minisocket.TCPServer):
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        super().server_bind()
 
 
 class KeepAliveForgetsAddress(minisocket.TCPServer):
@@ -47,64 +41,112 @@ class Stub01(minisocket.TCPServer):
 
 
 def test_01_keepalive(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_01_keepalive, KeepAlive, capsys) == "Exercise 1: solved"
+    answer = solutions_01.KeepAliveTCPServer
+    assert verdict(exercises.check_01_keepalive, answer, capsys) == "Exercise 1: solved"
     assert verdict(exercises.check_01_keepalive, KeepAliveForgetsAddress, capsys).endswith(
         "1/3 checks pass"
     )
     assert verdict(exercises.check_01_keepalive, Stub01, capsys).endswith("0/3 checks pass")
 
 
-def test_01_backlog(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_01_backlog, 3, capsys) == "Exercise 2: solved"
-    assert verdict(exercises.check_01_backlog, 2, capsys).endswith("0/1 checks pass")
-    exercises.check_01_backlog(None)
-    assert "not attempted yet" in capsys.readouterr().out
+class LateReuse(minisocket.TCPServer):
+    """The notebook's broken server: the option comes after bind() has failed."""
+
+    def server_activate(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        super().server_activate()
+
+
+class ReuseBeforeBind(minisocket.TCPServer):
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        super().server_bind()
+
+
+def test_01_restart(capsys: pytest.CaptureFixture[str]) -> None:
+    def check(server_class: Any, prediction: Any) -> str:
+        exercises.check_01_restart(server_class, prediction)
+        return capsys.readouterr().out.strip().splitlines()[-1]
+
+    reference = solutions_01.RestartableServer, solutions_01.PREDICTION
+    assert check(*reference) == "Exercise 2: solved"
+    assert check(ReuseBeforeBind, "eaddrinuse") == "Exercise 2: solved"
+    # The notebook as committed: no prediction yet, the broken class.
+    exercises.check_01_restart(LateReuse, None)
+    out = capsys.readouterr().out
+    assert "not attempted yet" in out and out.strip().endswith("0/3 checks pass")
+    # A right prediction, the class still broken: the socket has the option, too late.
+    assert check(LateReuse, "EADDRINUSE").endswith("2/3 checks pass")
+    assert check(solutions_01.RestartableServer, "ECONNREFUSED").endswith("2/3 checks pass")
 
 
 # -- 02 -------------------------------------------------------------------------------
 
 
-class StopAfterThree(minisocket.TCPServer):
+class ShutdownOnTheServingThread:
+    """The old reference answer: fine under minisocket, a deadlock under socketserver."""
+
     handled = 0
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        super().process_request(request, client_address)
+        super().process_request(request, client_address)  # type: ignore[misc]
         self.handled += 1
 
     def service_actions(self) -> None:
         if self.handled >= 3:
-            self.shutdown()  # on the serving thread: minisocket does not deadlock
+            self.shutdown()  # type: ignore[attr-defined]
 
 
-class StopAfterTwo(StopAfterThree):
+class StopAfterTwo(solutions_02.StopAfterThree):
     def service_actions(self) -> None:
-        if self.handled >= 2:
-            self.shutdown()
+        if self.handled == 2:
+            self.handled = 3  # the reference then stops: one request too early
+        super().service_actions()
+
+
+class StubStop:
+    def process_request(self, request: Any, client_address: Any) -> None:
+        raise NotImplementedError
+
+    def service_actions(self) -> None:
+        raise NotImplementedError
 
 
 def test_02_stop_after_three(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_02_stop_after_three, StopAfterThree, capsys).endswith("solved")
+    check = exercises.check_02_stop_after_three
+    assert verdict(check, solutions_02.StopAfterThree, capsys) == "Exercise 1: solved"
+    out = verdict(check, ShutdownOnTheServingThread, capsys)
+    assert out.endswith("4/5 checks pass"), out  # socketserver deadlocks after the third
     # It stops after two: the third client is never answered, and it did not keep serving.
-    assert verdict(exercises.check_02_stop_after_three, StopAfterTwo, capsys).endswith(
-        "1/3 checks pass"
-    )
+    assert verdict(check, StopAfterTwo, capsys).endswith("1/5 checks pass")
+    assert verdict(check, StubStop, capsys).endswith("0/5 checks pass")
 
 
-def serve_until_quiet(server: Any, quiet: float) -> int:
-    served = 0
-    timed_out = False
+class CountsPasses(minisocket.ThreadingTCPServer):
+    """The notebook's broken counter: one pass of the loop is not one request."""
 
-    def on_timeout() -> None:
-        nonlocal timed_out
-        timed_out = True
+    requests = 0
 
-    server.timeout = quiet
-    server.handle_timeout = on_timeout
-    while True:
-        server.handle_request()
-        if timed_out:
-            return served
-        served += 1
+    def service_actions(self) -> None:
+        super().service_actions()
+        self.requests += 1
+
+
+class CountsAccepts(minisocket.ThreadingTCPServer):
+    """Counts a request when it starts, not when it is finished."""
+
+    requests = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.requests += 1
+        super().process_request(request, client_address)
+
+
+def test_02_count_requests(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_02_count_requests
+    assert verdict(check, solutions_02.RequestCounter, capsys) == "Exercise 2: solved"
+    assert verdict(check, CountsPasses, capsys).endswith("0/2 checks pass")
+    assert verdict(check, CountsAccepts, capsys).endswith("1/2 checks pass")
 
 
 def serve_once(server: Any, quiet: float) -> int:
@@ -113,12 +155,9 @@ def serve_once(server: Any, quiet: float) -> int:
 
 
 def test_02_serve_until_quiet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_02_serve_until_quiet, serve_until_quiet, capsys).endswith(
-        "solved"
-    )
-    assert verdict(exercises.check_02_serve_until_quiet, serve_once, capsys).endswith(
-        "0/1 checks pass"
-    )
+    check = exercises.check_02_serve_until_quiet
+    assert verdict(check, solutions_02.serve_until_quiet, capsys) == "Exercise 3: solved"
+    assert verdict(check, serve_once, capsys).endswith("0/1 checks pass")
 
 
 # -- 03 -------------------------------------------------------------------------------

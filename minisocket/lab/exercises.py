@@ -16,10 +16,12 @@ from typing import Any
 from minisocket import TraceRecorder, lab, serving
 from minisocket.lab import Check
 from minisocket.mixins import ThreadingTCPServer
+from minisocket.pipeline import TCPServer
 
 __all__ = [
-    "check_01_backlog",
     "check_01_keepalive",
+    "check_01_restart",
+    "check_02_count_requests",
     "check_02_serve_until_quiet",
     "check_02_stop_after_three",
     "check_03_close_hang",
@@ -74,15 +76,59 @@ def check_01_keepalive(server_class: type[Any]) -> None:
     )
 
 
-def check_01_backlog(answer: int | None) -> None:
-    """Exercise 01.2: predict how many of 10 connects a listen(2) socket completes."""
+class _Goodbye:
+    """A handler that says goodbye; the server then closes first (any stream server)."""
 
-    def correct() -> bool:
-        if answer is None:
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        request.sendall(b"bye")
+
+
+def _restart(server_class: type[Any]) -> None:
+    """Serve one request (the server closes first, so its side of the connection waits
+    in TIME_WAIT), close the server, and create a new one on the same port."""
+    first = server_class((HOST, 0), _Goodbye)
+    address = first.server_address
+    try:
+        with socket.create_connection(address, timeout=lab.TIMEOUT) as client:
+            first.handle_request()
+            client.recv(10)
+    finally:
+        first.server_close()
+    server_class(address, _Goodbye).server_close()
+
+
+def check_01_restart(server_class: type[Any], prediction: str | None) -> None:
+    """Exercise 01.2: predict why a restart fails, then make the server restart."""
+    import errno
+
+    def predicted() -> bool:
+        if prediction is None:
             raise NotImplementedError
-        return answer == lab.connect_burst(2)
+        try:
+            _restart(TCPServer)  # no SO_REUSEADDR: what the kernel says
+        except OSError as exc:
+            return prediction.strip().upper() == errno.errorcode.get(exc.errno or 0)
+        return False
 
-    lab.check("Exercise 2", [Check("your prediction matches the kernel", correct)])
+    def restarts() -> bool:
+        try:
+            _restart(server_class)
+        except OSError:
+            return False
+        return True
+
+    def option_set() -> bool:
+        with server_class((HOST, 0), _Goodbye) as server:
+            return bool(server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+
+    lab.check(
+        "Exercise 2",
+        [
+            Check("your prediction names the error the kernel gives", predicted),
+            Check("the server restarts on its port at once", restarts),
+            Check("its listening socket has SO_REUSEADDR", option_set),
+        ],
+    )
 
 
 class _Hello:
@@ -93,51 +139,146 @@ class _Hello:
             request.sendall(b"hello")
 
 
-def check_02_stop_after_three(server_class: type[Any]) -> None:
-    """Exercise 02.1: serve_forever returns by itself after three requests."""
+def _serve(server: Any) -> Any:
     import threading
 
-    def implemented() -> bool:
-        with server_class((HOST, 0), _Hello) as server:
-            return _written(server.service_actions)
+    loop = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    loop.start()
+    return loop
 
-    def stops_after_three() -> bool:
-        with server_class((HOST, 0), _Hello) as server:
-            loop = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-            loop.start()
-            for _ in range(3):
-                lab.converse(server.server_address, timeout=PATIENCE)
-            loop.join(2)
-            if loop.is_alive():
-                server.shutdown()
-                loop.join(lab.TIMEOUT)
-                return False
-            return True
 
-    def not_before_three() -> bool:
-        with server_class((HOST, 0), _Hello) as server:
-            loop = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-            loop.start()
-            for _ in range(2):
-                lab.converse(server.server_address, timeout=PATIENCE)
-            loop.join(0.3)
-            still_serving = loop.is_alive()
-            server.shutdown()
+def _stop(server: Any, loop: Any) -> None:
+    """Stop a loop the reader's code may have deadlocked, then close the server."""
+    import threading
+
+    if loop.is_alive():
+        stopper = threading.Thread(target=server.shutdown, daemon=True)
+        stopper.start()
+        loop.join(0.5)
+        if loop.is_alive():  # socketserver: shutdown() on the serving thread waits forever
+            released = getattr(server, "_BaseServer__is_shut_down", None)
+            if released is not None:
+                released.set()
             loop.join(lab.TIMEOUT)
-            return still_serving
+        stopper.join(lab.TIMEOUT)
+    server.server_close()
+
+
+def check_02_stop_after_three(mixin: type[Any]) -> None:
+    """Exercise 02.1: a mix-in after which serve_forever returns by itself after three
+    requests -- under minisocket and under socketserver."""
+    import socketserver
+
+    import minisocket
+
+    def compose(module: Any) -> Any:
+        return type("Checked", (mixin, module.TCPServer), {})((HOST, 0), _Hello)
+
+    def implemented() -> bool:
+        with compose(minisocket) as server:
+            return _written(server.process_request, None, None) and _written(server.service_actions)
+
+    def stops_after(module: Any, requests: int, patience: float) -> bool:
+        server = compose(module)
+        loop = _serve(server)
+        try:
+            for _ in range(requests):
+                lab.converse(server.server_address, timeout=PATIENCE)
+            loop.join(patience)
+            return not loop.is_alive()
+        finally:
+            _stop(server, loop)
 
     lab.check(
         "Exercise 1",
         [
             Check("the hooks are implemented", implemented),
-            Check("serve_forever returns after the third request", stops_after_three),
-            Check("...and not after the second", not_before_three),
+            Check(
+                "minisocket: serve_forever returns after the third request",
+                lambda: stops_after(minisocket, 3, 2.0),
+            ),
+            Check(
+                "minisocket: ...and not after the second",
+                lambda: not stops_after(minisocket, 2, 0.5),
+            ),
+            Check(
+                "socketserver: serve_forever returns after the third request",
+                lambda: stops_after(socketserver, 3, 2.0),
+            ),
+            Check(
+                "socketserver: ...and not after the second",
+                lambda: not stops_after(socketserver, 2, 0.5),
+            ),
+        ],
+    )
+
+
+class _Held:
+    """Greets, then holds the connection until its server's ``release`` event is set."""
+
+    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
+        request.sendall(b"hello")
+        server.release.wait(lab.TIMEOUT)
+
+
+def check_02_count_requests(server_class: type[Any]) -> None:
+    """Exercise 02.2: a threading server whose ``requests`` counts finished requests."""
+    import threading
+
+    from minisocket.trace import TraceRecorder
+
+    def start() -> Any:
+        server = server_class((HOST, 0), _Held)
+        server.release = threading.Event()
+        server.tracer = TraceRecorder()
+        return server, _serve(server)
+
+    def steps(server: Any, step: str) -> int:
+        return int(server.tracer.steps().count(step))
+
+    def idle_passes(server: Any, passes: int = 3) -> bool:
+        """Wait until service_actions has run *passes* more times."""
+        seen = steps(server, "service_actions")
+        return lab.wait_until(lambda: steps(server, "service_actions") >= seen + passes, 2.0)
+
+    def three_finished() -> bool:
+        server, loop = start()
+        server.release.set()
+        try:
+            for _ in range(3):
+                lab.converse(server.server_address, timeout=PATIENCE)
+            lab.wait_until(lambda: steps(server, "close_request") == 3, 2.0)
+            idle_passes(server)  # then let the loop go round idle
+            return bool(server.requests == 3)
+        finally:
+            _stop(server, loop)
+
+    def not_before_done() -> bool:
+        server, loop = start()
+        try:
+            with socket.create_connection(server.server_address, timeout=PATIENCE) as client:
+                client.recv(5)  # the handler runs, and holds on
+                idle_passes(server)
+                counted_early = server.requests
+                server.release.set()
+            lab.wait_until(lambda: steps(server, "close_request") == 1, 2.0)
+            idle_passes(server)
+            return bool(counted_early == 0 and server.requests == 1)
+        finally:
+            server.release.set()
+            _stop(server, loop)
+
+    lab.check(
+        "Exercise 2",
+        [
+            Check("three finished requests count 3, however long the server idles", three_finished),
+            Check("a request still being handled is not counted yet", not_before_done),
         ],
     )
 
 
 def check_02_serve_until_quiet(serve_until_quiet: Any) -> None:
-    """Exercise 02.2: handle requests until none arrives for `quiet` seconds."""
+    """Exercise 02.3: handle requests until none arrives for `quiet` seconds."""
     import threading
     import time
 
@@ -163,7 +304,7 @@ def check_02_serve_until_quiet(serve_until_quiet: Any) -> None:
             return bool(served == 3 and elapsed < 2)
 
     lab.check(
-        "Exercise 2",
+        "Exercise 3",
         [Check("serves the three requests, then returns after the quiet period", counts_and_stops)],
     )
 
