@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import minisocket
-from minisocket.lab import exercises, solutions_05
+from minisocket.lab import exercises, solutions_05, solutions_06
 
 
 def verdict(check: Callable[..., None], answer: Any, capsys: pytest.CaptureFixture[str]) -> str:
@@ -265,3 +265,67 @@ def test_05_close_time(capsys: pytest.CaptureFixture[str]) -> None:
         "3/4 checks pass"
     )
     assert verdict(lambda f: check(f, rule), stub_close_time, capsys).endswith("0/4 checks pass")
+
+
+# -- 06 -------------------------------------------------------------------------------
+
+
+def test_06_predict_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_predict_pool
+    assert verdict(check, solutions_06.POOL_PREDICTION, capsys) == "Exercise 1: solved"
+    as_if_the_queue_were_unbounded = ["served"] * 4 + ["queued"] * 4
+    assert verdict(check, as_if_the_queue_were_unbounded, capsys).endswith("2/4 checks pass")
+    assert verdict(check, [None] * 8, capsys).endswith("0/4 checks pass")
+
+
+class ChunkCounter(minisocket.ProtocolRequestHandler):
+    """Wrong: counts data_received calls, not lines."""
+
+    calls = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.calls += 1
+        self.send(b"%d\n" % self.calls)
+
+
+class StubCounter(minisocket.ProtocolRequestHandler):
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+def test_06_line_counter(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_line_counter
+    assert verdict(check, solutions_06.LineCounter, capsys) == "Exercise 2: solved"
+    assert not verdict(check, ChunkCounter, capsys).endswith("solved")
+    assert verdict(check, StubCounter, capsys).endswith("0/4 checks pass")
+
+
+class AllAtOnce(minisocket.ProtocolRequestHandler):
+    """The notebook's starting point: ignores pause_writing."""
+
+    high_water, low_water = 64 * 1024, 16 * 1024
+
+    def connection_made(self) -> None:
+        for n in range(200_000):
+            self.send(b"%d\n" % n)
+        self.close()
+
+
+class NeverCloses(solutions_06.Numbers):
+    """Pauses properly, but never ends the connection."""
+
+    def close(self) -> None:
+        pass
+
+
+class StubNumbers(minisocket.ProtocolRequestHandler):
+    def connection_made(self) -> None:
+        raise NotImplementedError
+
+
+def test_06_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_numbers
+    assert verdict(check, solutions_06.Numbers, capsys) == "Exercise 3: solved"
+    assert verdict(check, AllAtOnce, capsys).endswith("3/4 checks pass")
+    assert verdict(check, NeverCloses, capsys).endswith("3/4 checks pass")
+    assert verdict(check, StubNumbers, capsys).endswith("0/4 checks pass")

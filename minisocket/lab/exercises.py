@@ -487,7 +487,13 @@ def _pool_experiment() -> list[str]:
             clients.append(socket.create_connection(server.server_address, timeout=lab.TIMEOUT))
 
             def processed(n: int = n) -> bool:
-                return recorder.steps().count("process_request") == n
+                # Settled: accepted, and running in a worker if one was free.  (A worker
+                # that has taken a connection but not yet registered it still counts as
+                # idle, so the queue would take one more: wait until it has.)
+                steps = recorder.steps()
+                return steps.count("process_request") == n and steps.count("setup") == min(
+                    n, POOL_WORKERS
+                )
 
             lab.wait_until(processed)
         for client in clients:
@@ -612,8 +618,17 @@ def check_06_numbers(handler_class: type[Any]) -> None:
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
                     client.settimeout(PATIENCE)
                     client.connect(server.server_address)
-                    # a slow reader: nothing is read until the server has had to pause
-                    lab.wait_until(lambda: "pause_writing" in recorder.steps(), PATIENCE)
+
+                    # a slow reader: nothing is read until connection_made has returned
+                    # (the loop has gone on to service_actions)
+                    def returned() -> bool:
+                        steps = recorder.steps()
+                        made = (
+                            steps.index("connection_made") if "connection_made" in steps else None
+                        )
+                        return made is not None and "service_actions" in steps[made:]
+
+                    lab.wait_until(returned, lab.TIMEOUT)
                     data = bytearray()
                     try:
                         while chunk := client.recv(65536):
