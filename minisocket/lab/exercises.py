@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 from minisocket import lab, serving
+from minisocket.handlers import StreamRequestHandler
 from minisocket.lab import Check
 from minisocket.mixins import ThreadingTCPServer
 
@@ -456,13 +457,12 @@ def check_05_close_time(close_time: Any, multiples: dict[str, Any]) -> None:
 # -- 06 -------------------------------------------------------------------------------
 
 
-class _LineEcho:
+class _LineEcho(StreamRequestHandler):
     """Echoes lines until the client half-closes (a persistent connection)."""
 
-    def __init__(self, request: Any, client_address: Any, server: Any) -> None:
-        with request.makefile("rb") as lines:
-            for line in lines:
-                request.sendall(line)
+    def handle(self) -> None:
+        for line in self.rfile:
+            self.wfile.write(line)
 
 
 POOL_CLIENTS = 8  # check_06_predict_pool's experiment: 8 clients that stay connected ...
@@ -472,7 +472,7 @@ POOL_WORKERS, POOL_QUEUE = 4, 2  # ... against max_workers = 4, queue_size = 2
 def _pool_experiment() -> list[str]:
     """Connect POOL_CLIENTS persistent clients one after another; say what became of each:
     "served" (its line came back), "refused" (end of file at once) or "queued"."""
-    import select
+    import selectors
     import time
 
     from minisocket import ThreadPoolTCPServer, TraceRecorder
@@ -498,18 +498,19 @@ def _pool_experiment() -> list[str]:
             lab.wait_until(processed)
         for client in clients:
             client.sendall(b"ping\n")
+        answering = POOL_CLIENTS - POOL_QUEUE  # the served and the refused answer at once
         deadline = time.monotonic() + 2 * PATIENCE
-        while len(fates) < POOL_WORKERS + (POOL_CLIENTS - POOL_WORKERS - POOL_QUEUE):
-            waiting = [c for c in clients if c not in fates]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            readable, _, _ = select.select(waiting, [], [], left)
-            for client in readable:
-                try:
-                    fates[client] = "served" if client.recv(5) == b"ping\n" else "refused"
-                except ConnectionError:
-                    fates[client] = "refused"
+        with selectors.DefaultSelector() as waiting:
+            for client in clients:
+                waiting.register(client, selectors.EVENT_READ, client)
+            while len(fates) < answering and (left := deadline - time.monotonic()) > 0:
+                for key, _ in waiting.select(left):
+                    client = key.data
+                    waiting.unregister(client)
+                    try:
+                        fates[client] = "served" if client.recv(5) == b"ping\n" else "refused"
+                    except ConnectionError:
+                        fates[client] = "refused"
         for client in clients:  # leave: each one still queued is served, then ends
             try:
                 client.shutdown(socket.SHUT_WR)
