@@ -7,8 +7,12 @@ attempted yet"), and a plausible wrong answer.
 
 from __future__ import annotations
 
+import functools
+import os
 import socket
 import socketserver
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +20,15 @@ import pytest
 
 import minisocket
 from minisocket import lab
-from minisocket.lab import exercises, solutions_01, solutions_02, solutions_03, solutions_04
+from minisocket.lab import (
+    exercises,
+    solutions_01,
+    solutions_02,
+    solutions_03,
+    solutions_04,
+    solutions_05,
+    solutions_06,
+)
 
 
 def verdict(
@@ -257,21 +269,94 @@ def test_04_adder(capsys: pytest.CaptureFixture[str]) -> None:
 # -- 05 -------------------------------------------------------------------------------
 
 
-class ThreadingEchoServer(minisocket.ThreadingMixIn, minisocket.TCPServer):
-    pass
-
-
 class Backwards(minisocket.TCPServer, minisocket.ThreadingMixIn):
     pass
 
 
-class LineCounter(minisocket.ProtocolRequestHandler):
-    lines = 0
+def test_05_predict_backwards(capsys: pytest.CaptureFixture[str]) -> None:
+    check = functools.partial(exercises.check_05_predict_backwards, Backwards)
+    assert verdict(check, solutions_05.BACKWARDS_PREDICTION, capsys) == "Exercise 1: solved"
+    as_if_order_did_not_matter = {
+        "process_request": "ThreadingMixIn",
+        "server_close": "ThreadingMixIn",
+        "concurrent": True,
+    }
+    assert verdict(check, as_if_order_did_not_matter, capsys).endswith("1/4 checks pass")
+    check(dict.fromkeys(solutions_05.BACKWARDS_PREDICTION))
+    out = capsys.readouterr().out
+    assert "not attempted yet" in out and out.endswith("0/4 checks pass\n")
 
-    def data_received(self, data: bytes) -> None:
-        for _ in range(data.count(b"\n")):
-            self.lines += 1
-            self.send(b"%d\n" % self.lines)
+
+class CountedPid(minisocket.BaseRequestHandler):
+    """The notebook's handler: counts in the server it sees (in a child: a copy)."""
+
+    def handle(self) -> None:
+        self.server.served += 1
+        self.request.sendall(str(os.getpid()).encode())
+
+
+class CountsInTheChild(minisocket.ForkingTCPServer):
+    """The notebook's starting point."""
+
+    served = 0
+
+
+class CountsInThreads(minisocket.ThreadingTCPServer):
+    """Counts, but gave up forking to do it."""
+
+    served = 0
+
+
+def test_05_fork_counter(capsys: pytest.CaptureFixture[str]) -> None:
+    check = functools.partial(exercises.check_05_fork_counter, handler_class=CountedPid)
+    assert verdict(check, solutions_05.CountingForkingServer, capsys) == "Exercise 2: solved"
+    assert verdict(check, CountsInTheChild, capsys).endswith("2/3 checks pass")
+    assert verdict(check, CountsInThreads, capsys).endswith("2/3 checks pass")
+
+
+def times_shutdown_instead(handler_class: type[Any], close_grace: float) -> float:
+    """Wrong: measures shutdown(), which does not wait for the handlers."""
+    server = minisocket.ThreadingTCPServer(("127.0.0.1", 0), handler_class)
+    server.close_grace, server.entered = close_grace, threading.Event()
+    loop = threading.Thread(target=server.serve_forever, args=(0.05,))
+    loop.start()
+    with socket.create_connection(server.server_address, timeout=5):
+        server.entered.wait(5)
+        started = time.monotonic()
+        server.shutdown()
+        took = time.monotonic() - started
+        loop.join()
+        server.server_close()
+    return took
+
+
+def stub_close_time(handler_class: type[Any], close_grace: float) -> float:
+    raise NotImplementedError
+
+
+def test_05_close_time(capsys: pytest.CaptureFixture[str]) -> None:
+    rule = solutions_05.MULTIPLE_OF_CLOSE_GRACE
+    check = exercises.check_05_close_time
+    assert verdict(lambda f: check(f, rule), solutions_05.close_time, capsys).endswith("solved")
+    assert verdict(lambda f: check(f, rule), times_shutdown_instead, capsys).endswith(
+        "2/4 checks pass"
+    )
+    wrong_rule = {"idle client": 1, "stuck handler": 1}
+    assert verdict(lambda r: check(solutions_05.close_time, r), wrong_rule, capsys).endswith(
+        "3/4 checks pass"
+    )
+    assert verdict(lambda f: check(f, rule), stub_close_time, capsys).endswith("0/4 checks pass")
+
+
+# -- 06 -------------------------------------------------------------------------------
+
+
+def test_06_predict_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_predict_pool
+    assert verdict(check, solutions_06.POOL_PREDICTION, capsys) == "Exercise 1: solved"
+    as_if_the_queue_were_unbounded = ["served"] * 4 + ["queued"] * 4
+    assert verdict(check, as_if_the_queue_were_unbounded, capsys).endswith("2/4 checks pass")
+    assert verdict(check, [None] * 8, capsys).endswith("0/4 checks pass")
 
 
 class ChunkCounter(minisocket.ProtocolRequestHandler):
@@ -284,13 +369,44 @@ class ChunkCounter(minisocket.ProtocolRequestHandler):
         self.send(b"%d\n" % self.calls)
 
 
-def test_05_compose(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_05_compose, ThreadingEchoServer, capsys).endswith("solved")
-    assert verdict(exercises.check_05_compose, Backwards, capsys).endswith("1/3 checks pass")
-    assert verdict(exercises.check_05_compose, None, capsys).endswith("0/3 checks pass")
+class StubCounter(minisocket.ProtocolRequestHandler):
+    def data_received(self, data: bytes) -> None:
+        raise NotImplementedError
 
 
-def test_05_line_counter(capsys: pytest.CaptureFixture[str]) -> None:
-    assert verdict(exercises.check_05_line_counter, LineCounter, capsys).endswith("solved")
-    out = verdict(exercises.check_05_line_counter, ChunkCounter, capsys)
-    assert not out.endswith("solved")
+def test_06_line_counter(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_line_counter
+    assert verdict(check, solutions_06.LineCounter, capsys) == "Exercise 2: solved"
+    assert not verdict(check, ChunkCounter, capsys).endswith("solved")
+    assert verdict(check, StubCounter, capsys).endswith("0/4 checks pass")
+
+
+class AllAtOnce(minisocket.ProtocolRequestHandler):
+    """The notebook's starting point: ignores pause_writing."""
+
+    high_water, low_water = 64 * 1024, 16 * 1024
+
+    def connection_made(self) -> None:
+        for n in range(200_000):
+            self.send(b"%d\n" % n)
+        self.close()
+
+
+class NeverCloses(solutions_06.Numbers):
+    """Pauses properly, but never ends the connection."""
+
+    def close(self) -> None:
+        pass
+
+
+class StubNumbers(minisocket.ProtocolRequestHandler):
+    def connection_made(self) -> None:
+        raise NotImplementedError
+
+
+def test_06_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    check = exercises.check_06_numbers
+    assert verdict(check, solutions_06.Numbers, capsys) == "Exercise 3: solved"
+    assert verdict(check, AllAtOnce, capsys).endswith("3/4 checks pass")
+    assert verdict(check, NeverCloses, capsys).endswith("3/4 checks pass")
+    assert verdict(check, StubNumbers, capsys).endswith("0/4 checks pass")
