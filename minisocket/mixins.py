@@ -116,8 +116,7 @@ class ThreadingMixIn(MixInBase):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            if self._threads is not None:
-                self._threads.discard(request)
+            self._threads.discard(request)  # type: ignore[union-attr]  # (made before the thread)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(

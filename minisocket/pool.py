@@ -9,12 +9,13 @@ serving thread accepts, as in every server; ``process_request`` puts the connect
 a queue, and the first idle worker takes it and runs the rest of the pipeline
 (``finish_request``, ``shutdown_request``).
 
-The queue is bounded: past ``queue_size`` connections waiting for a worker, a new
-connection is *refused* -- shut down at once (the client reads EOF), counted in
-``refused`` and logged (a line a second at most; the lines count the rest).
-It is never left waiting without limit.
+The queue is bounded: the pool holds ``max_workers + queue_size`` connections at a
+time (a semaphore counts them in and the workers count them out), one per worker and
+``queue_size`` waiting.  The next connection is *refused* -- shut down at once (the client
+reads EOF), counted in ``refused`` and logged (a line a second at most; the lines count
+the rest).  It is never left waiting without limit.
 
-The trade-off, shown in notebook 05: a worker is held for the whole life of a
+The trade-off, shown in notebook 06: a worker is held for the whole life of a
 connection.  With persistent connections, ``max_workers`` clients occupy every worker
 and the rest wait in the queue.  ``request_time_limit`` bounds how long one request may
 hold a worker: the serving thread shuts down connections served longer than that
@@ -63,8 +64,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         jobs = self.__jobs or self.__start()
-        idle = self.max_workers - len(self._threads or ())
-        if jobs.qsize() - idle < self.queue_size:
+        if self.__room.acquire(blocking=False):  # a worker, or a place in the queue
             jobs.put((request, client_address))
             return
         self.refused += 1
@@ -75,6 +75,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
     def __start(self) -> queue.SimpleQueue[Job]:
         self.__jobs = jobs = queue.SimpleQueue[Job]()
         self._threads = self._threads or Requests()
+        self.__room = threading.Semaphore(self.max_workers + self.queue_size)
         self.__refusals = RepeatedWarning("refused connections", "pool full (%d+%d): refused %s")
         self.__workers = tuple(
             threading.Thread(target=self.__work, args=(jobs,), name=f"pool-worker-{i}", daemon=True)
@@ -97,6 +98,7 @@ class ThreadPoolMixIn(ThreadingMixIn):
                 self.process_request_thread(request, client_address)
             except BaseException as exc:  # SystemExit from a handler must not cost a worker
                 logger.error("pool worker: a handler raised %r; the worker goes on", exc)
+            self.__room.release()
 
     def service_actions(self) -> None:
         super().service_actions()

@@ -229,12 +229,22 @@ def test_twenty_slow_readers_of_a_streamed_reply_cost_little_memory() -> None:
 
 
 class Flood(ProtocolRequestHandler):
-    """Sends its whole reply at once, never looking at ``buffered``."""
+    """Sends its whole reply at once when asked, never looking at ``buffered``.
+
+    (It waits to be asked: a reset sent from connection_made can reach the client before
+    its connect() has returned.)
+    """
 
     size = 6 * 1024 * 1024
 
-    def connection_made(self) -> None:
+    def data_received(self, data: bytes) -> None:
         self.send(b"f" * self.size)
+
+
+def ask_for_a_flood(server: Any, rcvbuf: int = 64 * 1024) -> socket.socket:
+    client = connect(server, rcvbuf)
+    client.sendall(b"go")
+    return client
 
 
 def reset_or_eof(client: socket.socket) -> str:
@@ -250,8 +260,8 @@ def test_the_servers_output_budget_aborts_with_a_reset_and_a_log_line(
 ) -> None:
     server = make(Flood, max_buffered_total=8 * 1024 * 1024)
     with caplog.at_level(logging.WARNING, logger="minisocket"), serving(server):
-        clients = [connect(server, rcvbuf=64 * 1024) for _ in range(12)]
-        server.tracer.wait("connection_made", 12)
+        clients = [ask_for_a_flood(server) for _ in range(12)]
+        server.tracer.wait("data_received", 12)
         aborted = [r for r in caplog.records if "BufferError" in r.getMessage()]
         assert aborted  # what the kernel does not take of 12 x 6 MiB exceeds 8 MiB ...
         outcomes = [reset_or_eof(client) for client in clients[-len(aborted) :]]
@@ -265,7 +275,7 @@ def test_max_buffered_aborts_with_a_reset_and_a_log_line(caplog: pytest.LogCaptu
         max_buffered = 1024 * 1024
 
     with caplog.at_level(logging.WARNING, logger="minisocket"), serving(make(Small)) as server:
-        with connect(server, rcvbuf=64 * 1024) as client:
+        with ask_for_a_flood(server) as client:
             assert reset_or_eof(client) == "reset"
     assert any("BufferError" in r.getMessage() for r in caplog.records)
 
@@ -275,8 +285,8 @@ def test_server_close_lets_replies_in_flight_finish() -> None:
     with server:
         thread = threading.Thread(target=server.serve_forever, args=(0.05,))
         thread.start()
-        clients = [connect(server, rcvbuf=64 * 1024) for _ in range(5)]
-        server.tracer.wait("connection_made", 5)
+        clients = [ask_for_a_flood(server) for _ in range(5)]
+        server.tracer.wait("data_received", 5)
         server.shutdown()
         thread.join(TIMEOUT)
         replies: dict[int, bytes] = {}
@@ -302,8 +312,8 @@ def test_server_close_resets_what_it_cannot_flush_within_close_grace(
     server = make(Flood, close_grace=0.05)
     with caplog.at_level(logging.WARNING, logger="minisocket"):
         with serving(server):
-            clients = [connect(server, rcvbuf=64 * 1024) for _ in range(3)]
-            server.tracer.wait("connection_made", 3)
+            clients = [ask_for_a_flood(server) for _ in range(3)]
+            server.tracer.wait("data_received", 3)
         # server_close has run, and nobody was reading
         assert [reset_or_eof(client) for client in clients] == ["reset"] * 3
     assert sum("unsent" in r.getMessage() for r in caplog.records) == 3
@@ -319,13 +329,13 @@ def test_idle_timeout_does_not_cut_a_client_that_is_reading() -> None:
         max_buffered = None
         size = 4 * 1024 * 1024
 
-        def connection_made(self) -> None:
+        def data_received(self, data: bytes) -> None:
             self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-            super().connection_made()
+            super().data_received(data)
             self.close()  # once it is all sent
 
     server = make(Big, idle_timeout=0.3)
-    with serving(server, poll_interval=0.01), connect(server, rcvbuf=32 * 1024) as client:
+    with serving(server, poll_interval=0.01), ask_for_a_flood(server, 32 * 1024) as client:
         received = 0
         while chunk := client.recv(32 * 1024):
             received += len(chunk)
