@@ -40,7 +40,7 @@ so the client sees an error, not a clean end after half a reply.
 Input is read with ``recv_into`` into one 64 KiB buffer the server reuses for every
 connection.  A callback that raises is reported through ``handle_error`` and its
 connection aborted; the other connections never notice.  The price of one thread: a
-callback that computes for a second stalls every connection for a second (notebook 06
+callback that computes for a second stalls every connection for a second (notebook 07
 measures it).  Keep callbacks short; hand CPU work to a pool.
 
 The reference example, the blog's upper-case echo, is three lines::
