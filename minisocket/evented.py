@@ -395,7 +395,8 @@ class BusyPollSelector(selectors.DefaultSelector):
     a small request costs to serve.  A client that answers quickly then finds the loop
     awake.  The price: up to ``busy_poll`` seconds of CPU each time traffic pauses; an
     idle loop never spins.  Only for a server that does its work on the loop's thread
-    (spinning in a threading server would hold the interpreter lock its handlers need).
+    (spinning in a threading server would compete with its handlers for the interpreter
+    lock, taking it back after every ``select``).
     """
 
     busy_poll: float = 50e-6
