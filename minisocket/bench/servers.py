@@ -117,8 +117,8 @@ _SOCKETSERVERS: dict[str, tuple[str, str, Any, str, dict[str, Any]]] = {
     "blocking": ("minisocket TCPServer", "blocking", minisocket, "TCPServer", {}),
     "select": ("minisocket SelectorTCPServer", "select", minisocket, "SelectorTCPServer", {}),
     "select-busy": (
-        "minisocket SelectorTCPServer, busy_poll 50 us", "select", minisocket,
-        "SelectorTCPServer", {"busy_poll": 50e-6},
+        "minisocket SelectorTCPServer, BusyPollSelector", "select", minisocket,
+        "SelectorTCPServer", {"selector_class": minisocket.BusyPollSelector},
     ),
     "threaded": (
         "minisocket ThreadingTCPServer", "threaded", minisocket, "ThreadingTCPServer", _DAEMON
