@@ -5,7 +5,8 @@
 ``reference-run.json``  :data:`REFERENCE`: every kind of ``SETS["echo"]`` at 1, 8, 64
                         and 256 persistent clients; ``SETS["slow"]`` with 16 clients,
                         5 % of requests doing 20 ms of work; ``SETS["connect"]`` with
-                        8 clients opening a connection per request -- each cell
+                        8 clients opening a connection per request; three servers with
+                        one client, everything pinned to one CPU -- each cell
                         ``REPEAT`` times, interleaved
 ``ratios-run.json``     ``python -m minisocket.bench ratios`` (see :mod:`.ratios`)
 
@@ -44,6 +45,12 @@ REFERENCE: dict[str, tuple[Sequence[str], Sequence[int], dict[str, Any]]] = {
         {"mode": "slow", "duration": 2.0, "grace": 1.0, "slow_fraction": 0.05, "work_ms": 20.0},
     ),
     "connect": (SETS["connect"], (8,), {"mode": "connect", "duration": 1.0, "grace": 1.0}),
+    # one client, the server and the clients on one CPU (the first this process may use)
+    "pinned": (
+        ("select", "select-busy", "asyncio-protocol"),
+        (1,),
+        {"duration": 1.0, "grace": 1.0, "cpu": "first"},
+    ),
 }
 _CHECKOUT = Path(__file__).resolve().parent.parent.parent
 
@@ -101,10 +108,12 @@ def reference(
     from .runner import LoadConfig, run_matrix
 
     extra = {} if cell is None else {"cell": cell}
-    return {
-        name: run_matrix(servers, clients, LoadConfig(**config), repeat, progress, **extra)
-        for name, (servers, clients, config) in REFERENCE.items()
-    }
+    runs = {}
+    for name, (servers, clients, config) in REFERENCE.items():
+        if config.get("cpu") == "first":
+            config = {**config, "cpu": min(os.sched_getaffinity(0))}
+        runs[name] = run_matrix(servers, clients, LoadConfig(**config), repeat, progress, **extra)
+    return runs
 
 
 def record(

@@ -74,7 +74,15 @@ def markdown() -> str:
         if target.claim:
             claims.setdefault(target.claim, []).append(target)
     for claim, targets in claims.items():
-        measured = ", ".join(f"`{t.label}`" for t in targets)
+        pairs: dict[tuple[str, str, str], list[str]] = {}
+        for t in targets:
+            pairs.setdefault((t.ours, t.theirs, t.mode), []).append(str(t.clients))
+        measured = "; ".join(
+            f"`{ours}` / `{theirs}`, "
+            + (f"{', '.join(levels)} clients" if mode == "echo" else f"{'/'.join(levels)} "
+               "clients, a connection per request")
+            for (ours, theirs, mode), levels in pairs.items()
+        )  # fmt: skip
         minimum = {t.minimum for t in targets}.pop()
         rows.append(f"| {claim} | requests per second, {measured} | >= {minimum:g}x |")
     return "\n".join(rows)
