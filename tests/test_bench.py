@@ -185,7 +185,7 @@ def test_the_clients_measure_their_cpu_over_the_window_only() -> None:
 
 
 def test_a_client_using_a_whole_core_is_flagged() -> None:
-    base = {"served": 8, "waiting": 0, "refused": 0, "errors": 0, "timeouts": 0}
+    base = {"served": 8, "waiting": 0, "refused": 0, "errors": 0, "late": 0, "timeouts": 0}
     reports = [{**base, "cpu": 0.95}, {**base, "cpu": 0.4}]
     cell = make_cell("select", 16, LoadConfig(), [MS] * 100, reports, 0.8, [1])
     assert cell["client_bound"] and cell["client_cpu"] == pytest.approx(1.35)
@@ -333,7 +333,7 @@ def fake_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
     """A cell whose rate is set by the server's name: select 3x, pool 2x the others."""
     rate = {"select": 3000, "pool": 2000}.get(name, 1000)
     n = int(rate * config.duration)
-    report_ = {"served": clients, "waiting": 0, "refused": 0, "errors": 0, "timeouts": 0}
+    report_ = {"served": clients, "waiting": 0, "refused": 0, "errors": 0, "late": 0, "timeouts": 0}
     return make_cell(name, clients, config, [MS] * n, [{**report_, "cpu": 0.3}], 0.5, [1])
 
 

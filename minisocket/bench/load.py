@@ -12,7 +12,9 @@ real users waiting for answers).  Modes:
 The parent process (:mod:`minisocket.bench.runner`) starts several of these, waits
 until each prints ``CONNECTED``, then writes ``GO`` to all at once.  Each writes its
 latencies (int64 nanoseconds, little-endian; negated for slow requests) to the file
-named by ``--out`` and prints one JSON line of counters.
+named by ``--out`` and prints one JSON line of counters.  A request counts when its reply
+arrives within the measured window (whenever it was sent); replies that arrive later,
+in the grace period, are counted as ``late`` and not measured.
 
 Every client ends the run in one of three states: *served* (at least one reply within
 the measured window), *refused* (the server closed or reset its connection, or never
@@ -117,6 +119,7 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
     is_slow = [False] * n
     latencies = array("q")
     buf = bytearray(65536)
+    late = 0
     now = time.perf_counter_ns
     clock = _Window(args)
     measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
@@ -156,15 +159,14 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
                 continue
             received[i] = 0
             done = now()
-            if done >= measure_from and sent_at[i] < stop_at:
+            if measure_from <= done < stop_at:
                 # Slow requests are recorded negated, so one file keeps both kinds.
                 latencies.append(sent_at[i] - done if is_slow[i] else done - sent_at[i])
-                # "Served" means answered while the window lasted; a reply that comes
-                # in the grace period still counts in the latencies, with its long wait.
-                completed[i] += done < stop_at
+                completed[i] += 1
             if done < stop_at:
                 send(i)
-            else:
+            else:  # answered in the grace period: counted, not measured
+                late += 1
                 poller.unregister(fd)
                 outstanding -= 1
     clock.tick(now())
@@ -177,6 +179,7 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
         latencies,
         connections=n,
         errors=sum(closed),  # connections the server closed, reset or never accepted
+        late=late,  # replies that came after the window, in the grace period
         timeouts=outstanding,  # connections still waiting for a reply when we gave up
         **_states(completed, closed),
     )
@@ -200,7 +203,7 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
     completed, closed = [0] * n, [False] * n
     latencies = array("q")
     buf = bytearray(65536)
-    errors = 0
+    errors = late = 0
     now = time.perf_counter_ns
     clock = _Window(args)
     measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
@@ -217,7 +220,7 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
         poller.register(sock.fileno(), select.EPOLLOUT)
 
     def finish(fd: int, ok: bool) -> None:
-        nonlocal errors
+        nonlocal errors, late
         sock, started, _, _, client = conns.pop(fd)
         poller.unregister(fd)
         assert isinstance(sock, socket.socket)
@@ -227,9 +230,11 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
         closed[client] = not ok
         if not ok:
             errors += 1
-        elif done >= measure_from and started < stop_at:
+        elif measure_from <= done < stop_at:
             latencies.append(done - started)
-            completed[client] += done < stop_at
+            completed[client] += 1
+        elif done >= stop_at:
+            late += 1
         if done < stop_at:
             try:
                 open_one(client)
@@ -279,6 +284,7 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
         latencies,
         connections=n,
         errors=errors,
+        late=late,
         timeouts=timeouts,
         **_states(completed, closed),
     )

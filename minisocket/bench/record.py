@@ -136,7 +136,7 @@ def _stand_in(name: str, clients: int, config: Any) -> dict[str, Any]:
     """A cell made by the current code from made-up process reports (no processes)."""
     from .runner import make_cell
 
-    report = {"served": clients, "waiting": 0, "refused": 0, "errors": 0, "timeouts": 0}
+    report = {"served": clients, "waiting": 0, "refused": 0, "errors": 0, "late": 0, "timeouts": 0}
     latencies = [1_000_000, -2_000_000, 3_000_000]
     return make_cell(name, clients, config, latencies, [{**report, "cpu": 0.5}], 0.5, [1])
 

@@ -77,6 +77,7 @@ COLUMNS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "waiting": ("waiting", lambda c: str(c["waiting"])),
     "refused": ("refused", lambda c: str(c["refused"])),
     "errors": ("errors", lambda c: str(c["errors"])),
+    "late": ("late", lambda c: str(c["late"])),
     "server CPU": ("server CPU", lambda c: f"{c['server_cpu']:.2f}"),
     "us/req": ("CPU us/req", lambda c: _number(float(c["cpu_us_per_request"]), 1)),
     "work": ("work CPU", lambda c: f"{c['work_cores']:.2f}"),

@@ -227,7 +227,9 @@ def make_cell(
 ) -> dict[str, Any]:
     """One cell's figures from what the processes reported (see the module docstring).
 
-    ``server_cpu`` and ``client_cpu`` are shares of one core over the window;
+    The requests are those answered within the window; ``late`` counts the replies
+    that came in the grace period after it.  ``server_cpu`` and ``client_cpu`` are
+    shares of one core over the window;
     ``cpu_us_per_request`` is the server's CPU per answered request.  ``client_bound``:
     some client process used at least 90 % of a core -- the clients, not the server,
     may have set the pace.  In slow mode, ``work_cores`` is the CPU the slow requests'
@@ -251,6 +253,7 @@ def make_cell(
             waiting=sum(r["waiting"] for r in reports),
             refused=sum(r["refused"] for r in reports),
             errors=sum(r["errors"] for r in reports),
+            late=sum(r["late"] for r in reports),
             timeouts=sum(r["timeouts"] for r in reports),
             client_processes=len(reports),
             client_cpu=sum(client_cpu),
