@@ -176,7 +176,7 @@ def test_connection_per_request_mode() -> None:
 
 def test_the_clients_measure_their_cpu_over_the_window_only() -> None:
     args = type("Args", (), {"warmup": 0.05, "duration": 0.1, "grace": 5.0})()
-    window = _Window(args)  # type: ignore[arg-type]
+    window = _Window(args, f"GO {time.monotonic_ns()}")  # type: ignore[arg-type]
     while time.perf_counter_ns() < window.stop_at + 20 * MS:
         time.sleep(window.tick(time.perf_counter_ns()) / 2)
     time.sleep(0.2)  # idle after the window: must not count

@@ -169,6 +169,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _load(machine: dict[str, Any]) -> str:
+    """ ", load 1.3": how busy the machine was before the run (others' work counts too)."""
+    return "" if machine.get("load") is None else f", load {machine['load']:.1f}"
+
+
 def _progress(args: argparse.Namespace, total: int) -> Any:
     from tqdm import tqdm
 
@@ -211,7 +216,8 @@ def _run(args: argparse.Namespace) -> int:
     machine, config = run["machine"], run["config"]
     print(
         f"{machine['cpus']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
-        f"{machine['os']}; {args.mode} mode, {args.size}-byte messages, {args.duration:g} s "
+        f"{machine['os']}{_load(machine)}; {args.mode} mode, {args.size}-byte messages, "
+        f"{args.duration:g} s "
         f"per cell"
         + (f", {args.repeat} runs each, interleaved" if args.repeat > 1 else "")
         + ("" if args.cpu is None else f"; server and clients on CPU {args.cpu} only")
@@ -241,7 +247,7 @@ def _ratios(args: argparse.Namespace) -> int:
     machine = run["machine"]
     print(
         f"machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"Python {machine['python']}, {machine['os']}"
+        f"Python {machine['python']}, {machine['os']}{_load(machine)}"
     )
     print(report(run))
     if args.json:

@@ -10,7 +10,8 @@ real users waiting for answers).  Modes:
              does a fixed amount of work on them (see :mod:`minisocket.bench.servers`)
 
 The parent process (:mod:`minisocket.bench.runner`) starts several of these, waits
-until each prints ``CONNECTED``, then writes ``GO`` to all at once.  Each writes its
+until each prints ``CONNECTED``, then writes ``GO <t0>`` to all at once: every client
+process starts its clock at the same instant *t0* (``time.monotonic_ns``).  Each writes its
 latencies (int64 nanoseconds, little-endian; negated for slow requests) to the file
 named by ``--out`` and prints one JSON line of counters.  A request counts when its reply
 arrives within the measured window (whenever it was sent); replies that arrive later,
@@ -58,8 +59,13 @@ class _Window:
     """The clock of one run: the measured window, when to stop waiting, and the CPU
     this process used inside the window."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, go: str) -> None:
+        # "GO <t0>": every client process starts its clock at the same instant, t0 on
+        # the system's monotonic clock (the runner's), whenever it read the line
         now = time.perf_counter_ns()
+        parts = go.split()
+        if len(parts) == 2:
+            now += int(parts[1]) - time.monotonic_ns()
         self.measure_from = now + int(args.warmup * 1e9)
         self.stop_at = self.measure_from + int(args.duration * 1e9)
         self.give_up_at = self.stop_at + int(args.grace * 1e9)
@@ -107,7 +113,8 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
             socks.append(None)  # never accepted: refused
     live = [s for s in socks if s is not None]
     print(f"CONNECTED {len(live)} {len(socks) - len(live)}", flush=True)
-    if sys.stdin.readline().strip() != "GO":
+    go = sys.stdin.readline()
+    if not go.startswith("GO"):
         return {"aborted": True}
 
     normal, slow = _message(args.size, False), _message(args.size, True)
@@ -121,7 +128,7 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
     buf = bytearray(65536)
     late = 0
     now = time.perf_counter_ns
-    clock = _Window(args)
+    clock = _Window(args, go)
     measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
 
     def send(i: int) -> None:
@@ -193,7 +200,8 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
     """
     address = (args.host, args.port)
     print("CONNECTED 0 0", flush=True)
-    if sys.stdin.readline().strip() != "GO":
+    go = sys.stdin.readline()
+    if not go.startswith("GO"):
         return {"aborted": True}
     message = _message(args.size, False)
     poller = select.epoll()
@@ -205,7 +213,7 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
     buf = bytearray(65536)
     errors = late = 0
     now = time.perf_counter_ns
-    clock = _Window(args)
+    clock = _Window(args, go)
     measure_from, stop_at, give_up_at = clock.measure_from, clock.stop_at, clock.give_up_at
 
     def open_one(client: int) -> None:

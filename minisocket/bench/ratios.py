@@ -115,6 +115,7 @@ def ratios(
 
     *cell* runs one cell and *shutdown* times the shutdowns (the tests give stand-ins).
     """
+    info = machine()
     mini = shutdown(minisocket, trials)
     std = shutdown(socketserver, trials)
     configs = {mode: LoadConfig(mode=mode, duration=duration) for mode in ("echo", "connect")}
@@ -139,7 +140,7 @@ def ratios(
         for t in targets
     ]
     return {
-        "machine": machine(),
+        "machine": info,
         "config": {"duration": duration, "repeat": repeat, "trials": trials},
         "shutdown_s": {"minisocket": mini, "socketserver": std},
         "cells": [median_of(runs[key]) for key in plan],

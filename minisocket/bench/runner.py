@@ -81,6 +81,9 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpus": os.cpu_count(),
+        # runnable processes, averaged over the last minute, before this run started:
+        # above 0 means others were using the machine too
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cpu_model": model,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -188,26 +191,26 @@ def _start_clients(port: int, clients: int, config: LoadConfig, tmp: str) -> lis
 def _drive(server: subprocess.Popen[str], procs: list[Any], config: LoadConfig) -> dict[str, Any]:
     """Release the clients; read the server's CPU at both ends of the window and its
     memory twice a second; collect the clients' reports."""
-    started = time.perf_counter()
+    started = time.monotonic() + 0.005  # the clients' clock starts then, all at once
     for proc in procs:
-        proc.stdin.write("GO\n")
+        proc.stdin.write(f"GO {int(started * 1e9)}\n")
         proc.stdin.flush()
     edges = [started + config.warmup, started + config.warmup + config.duration]
     marks: list[tuple[float, float]] = []  # (time, server CPU seconds) at the edges
     limit = edges[1] + config.grace + 30
     rss: list[int] = []
     next_rss = started
-    while any(p.poll() is None for p in procs) and time.perf_counter() < limit:
-        now = time.perf_counter()
+    while any(p.poll() is None for p in procs) and time.monotonic() < limit:
+        now = time.monotonic()
         if len(marks) < 2 and now >= edges[len(marks)]:
             marks.append((now, _tree_cpu(server.pid)))
         if now >= next_rss:
             rss.append(_rss_kib(server.pid))
             next_rss += 0.5
         wake = min([next_rss, *edges[len(marks) : len(marks) + 1]])
-        time.sleep(max(0.0, min(0.05, wake - time.perf_counter())))
+        time.sleep(max(0.0, min(0.05, wake - time.monotonic())))
     while len(marks) < 2:  # the clients ended early (they failed): close the window
-        marks.append((time.perf_counter(), _tree_cpu(server.pid)))
+        marks.append((time.monotonic(), _tree_cpu(server.pid)))
     reports = []
     for proc in procs:
         reports.append(json.loads(_readline(proc.stdout, proc, timeout=10)))
@@ -324,6 +327,7 @@ def run_matrix(
     config.  *progress*, if given, is called with a label after each cell; *cell* runs
     one (the tests give a stand-in)."""
     config = config.calibrated()
+    info = machine()
     plan = [(name, n) for name in servers for n in clients]
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in plan}
     for _ in range(repeat):
@@ -332,7 +336,7 @@ def run_matrix(
             if progress is not None:
                 progress(f"{name} x {n}")
     return {
-        "machine": machine(),
+        "machine": info,
         "config": asdict(config),
         "repeat": repeat,
         "results": [median_of(runs[key]) for key in plan],
