@@ -435,3 +435,10 @@ def test_07_slow_request(capsys: pytest.CaptureFixture[str]) -> None:
 
     exercises.check_07_slow_request(wall_clock)  # alone, a busy machine may fail it too
     assert "[ ] 6 at once" in capsys.readouterr().out
+
+    def stub(ms: float) -> None:
+        raise NotImplementedError
+
+    exercises.check_07_slow_request(stub)
+    out, err = capsys.readouterr()
+    assert "not attempted yet" in out and err == ""  # nothing from the threads

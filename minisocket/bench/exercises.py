@@ -86,14 +86,18 @@ def check_07_littles_law(
 
 def cpu_per_call(function: Callable[[float], object], ms: float, threads: int) -> list[float]:
     """Call ``function(ms)`` in *threads* threads at once; the CPU milliseconds each
-    call used (``time.thread_time``)."""
+    call used (``time.thread_time``).  An exception in a call is raised here."""
     barrier = threading.Barrier(threads)
     spent = [0.0] * threads
+    raised: list[BaseException] = []
 
     def call(i: int) -> None:
         barrier.wait()
         started = time.thread_time()
-        function(ms)
+        try:
+            function(ms)
+        except BaseException as exc:  # raised again in the caller's thread
+            raised.append(exc)
         spent[i] = (time.thread_time() - started) * 1000
 
     workers = [threading.Thread(target=call, args=(i,)) for i in range(threads)]
@@ -101,6 +105,8 @@ def cpu_per_call(function: Callable[[float], object], ms: float, threads: int) -
         worker.start()
     for worker in workers:
         worker.join()
+    if raised:
+        raise raised[0]
     return spent
 
 
