@@ -181,7 +181,7 @@ def test_the_clients_measure_their_cpu_over_the_window_only() -> None:
         time.sleep(window.tick(time.perf_counter_ns()) / 2)
     time.sleep(0.2)  # idle after the window: must not count
     counters = window.report(os.devnull, np.array([], dtype=np.int64))  # type: ignore[arg-type]
-    assert 0.1 <= counters["window"] < 0.2
+    assert 0.08 <= counters["window"] < 0.28  # the idle 0.2 s after it would make >= 0.3
 
 
 def test_a_client_using_a_whole_core_is_flagged() -> None:
