@@ -184,6 +184,17 @@ def test_the_clients_measure_their_cpu_over_the_window_only() -> None:
     assert 0.08 <= counters["window"] < 0.28  # the idle 0.2 s after it would make >= 0.3
 
 
+def test_a_cell_says_how_much_cpu_the_rest_of_the_machine_used() -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        cell = run_cell("select", 2, LoadConfig(**QUICK))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert cell["other_cpu"] >= 0.3  # the spinner's share of two CPUs, at the least
+    assert "other CPU" in report.cells_table([cell])
+
+
 def test_a_client_using_a_whole_core_is_flagged() -> None:
     base = {"served": 8, "waiting": 0, "refused": 0, "errors": 0, "late": 0, "timeouts": 0}
     reports = [{**base, "cpu": 0.95}, {**base, "cpu": 0.4}]

@@ -30,9 +30,9 @@ QUICK_CLIENTS, QUICK_DURATION, QUICK_WARMUP, QUICK_GRACE = "1,8", 0.3, 0.1, 0.5
 # the table's columns (see minisocket.bench.report.COLUMNS), without and with slow requests
 RUN_COLUMNS = (
     ("server", "clients", "req/s", "range", "p50", "p99", "served", "waiting", "refused",
-     "server CPU", "us/req", "client CPU", "note"),
+     "server CPU", "us/req", "client CPU", "other CPU", "note"),
     ("server", "clients", "req/s", "normal p50", "normal p99", "slow p50", "served",
-     "waiting", "refused", "server CPU", "work", "client CPU", "note"),
+     "waiting", "refused", "server CPU", "work", "client CPU", "other CPU", "note"),
 )  # fmt: skip
 EPILOG = """\
 examples:

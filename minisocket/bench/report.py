@@ -7,6 +7,9 @@ columns asked for, marking what a reader must not take at face value:
        percentiles describe the answered requests only (a starved server looks fast)
 ``client-bound``  a client process used 90 % of a core or more over the window: the
        clients, not the server, may have set the pace
+
+*other CPU* is what the rest of the machine used in the window (other programs, interrupt
+work, a hypervisor's other guests): where it is high, the cell was measured in a crowd.
 """
 
 from __future__ import annotations
@@ -82,11 +85,12 @@ COLUMNS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "us/req": ("CPU us/req", lambda c: _number(float(c["cpu_us_per_request"]), 1)),
     "work": ("work CPU", lambda c: f"{c['work_cores']:.2f}"),
     "client CPU": ("client CPU", lambda c: f"{c['client_cpu']:.2f}"),
+    "other CPU": ("other CPU", lambda c: _number(float(c["other_cpu"]), 2)),
     "note": ("", lambda c: "client-bound" if c["client_bound"] else ""),
 }
 DEFAULT = (
     "server", "clients", "req/s", "range", "p50", "p99", "served", "waiting", "refused",
-    "server CPU", "us/req", "client CPU", "note",
+    "server CPU", "us/req", "client CPU", "other CPU", "note",
 )  # fmt: skip
 
 

@@ -42,7 +42,9 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # A client process using this share of one core over the window was itself the limit.
 CLIENT_BOUND = 0.9
 # The figures of every repetition a cell keeps, for ranges.
-RUN_FIELDS = ("throughput", "p50_ms", "p99_ms", "server_cpu", "cpu_us_per_request", "served")
+RUN_FIELDS = (
+    "throughput", "p50_ms", "p99_ms", "server_cpu", "cpu_us_per_request", "served", "other_cpu",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,18 @@ def _tree_cpu(pid: int) -> float:
         except OSError:
             pass
     return _stat_cpu(pid, reaped=True) + sum(_stat_cpu(c, reaped=True) for c in children)
+
+
+def _busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (Linux ``/proc/stat``: user, nice,
+    system, interrupts and the time a hypervisor gave to other guests), or NaN."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
 def _rss_kib(pid: int) -> int:
@@ -196,27 +210,32 @@ def _drive(server: subprocess.Popen[str], procs: list[Any], config: LoadConfig) 
         proc.stdin.write(f"GO {int(started * 1e9)}\n")
         proc.stdin.flush()
     edges = [started + config.warmup, started + config.warmup + config.duration]
-    marks: list[tuple[float, float]] = []  # (time, server CPU seconds) at the edges
+    marks: list[tuple[float, float, float]] = []  # (time, server CPU, busy CPU) at the edges
     limit = edges[1] + config.grace + 30
     rss: list[int] = []
     next_rss = started
     while any(p.poll() is None for p in procs) and time.monotonic() < limit:
         now = time.monotonic()
         if len(marks) < 2 and now >= edges[len(marks)]:
-            marks.append((now, _tree_cpu(server.pid)))
+            marks.append((now, _tree_cpu(server.pid), _busy_cpu()))
         if now >= next_rss:
             rss.append(_rss_kib(server.pid))
             next_rss += 0.5
         wake = min([next_rss, *edges[len(marks) : len(marks) + 1]])
         time.sleep(max(0.0, min(0.05, wake - time.monotonic())))
     while len(marks) < 2:  # the clients ended early (they failed): close the window
-        marks.append((time.monotonic(), _tree_cpu(server.pid)))
+        marks.append((time.monotonic(), _tree_cpu(server.pid), _busy_cpu()))
     reports = []
     for proc in procs:
         reports.append(json.loads(_readline(proc.stdout, proc, timeout=10)))
         proc.wait(10)
-    (t0, cpu0), (t1, cpu1) = marks
-    return {"reports": reports, "server_cpu": (cpu1 - cpu0) / (t1 - t0), "rss": rss}
+    (t0, cpu0, busy0), (t1, cpu1, busy1) = marks
+    return {
+        "reports": reports,
+        "server_cpu": (cpu1 - cpu0) / (t1 - t0),
+        "busy_cpu": (busy1 - busy0) / (t1 - t0),
+        "rss": rss,
+    }
 
 
 def make_cell(
@@ -227,6 +246,7 @@ def make_cell(
     reports: Sequence[dict[str, Any]],
     server_cpu: float,
     rss: list[int],
+    busy_cpu: float = float("nan"),
 ) -> dict[str, Any]:
     """One cell's figures from what the processes reported (see the module docstring).
 
@@ -235,9 +255,11 @@ def make_cell(
     shares of one core over the window;
     ``cpu_us_per_request`` is the server's CPU per answered request.  ``client_bound``:
     some client process used at least 90 % of a core -- the clients, not the server,
-    may have set the pace.  In slow mode, ``work_cores`` is the CPU the slow requests'
-    work needed (slow requests per second x ``work_ms``), which the server's CPU must
-    cover.
+    may have set the pace.  ``other_cpu``: what the rest of the machine used meanwhile
+    (from ``/proc/stat``: other programs, interrupt work, a hypervisor's other guests):
+    a cell measured while others were busy is a noisy cell.  In slow mode,
+    ``work_cores`` is the CPU the slow requests' work needed (slow requests per second
+    x ``work_ms``), which the server's CPU must cover.
     """
     kind = KINDS[name]
     client_cpu = [float(r["cpu"]) for r in reports]
@@ -267,6 +289,9 @@ def make_cell(
     }
     rate = cell["throughput"]
     cell["cpu_us_per_request"] = server_cpu / rate * 1e6 if rate else float("nan")
+    # everything else the machine did meanwhile: other programs, the kernel's interrupt
+    # work (some of loopback's), a hypervisor's other guests
+    cell["other_cpu"] = max(0.0, busy_cpu - server_cpu - cell["client_cpu"])
     if config.mode == "slow":
         cell["work_cores"] = cell["slow_requests"] / config.duration * config.work_ms / 1000
     cell["runs"] = [{k: cell[k] for k in RUN_FIELDS}]
@@ -306,6 +331,7 @@ def run_cell(name: str, clients: int, config: LoadConfig) -> dict[str, Any]:
         measured["reports"],
         measured["server_cpu"],
         measured["rss"],
+        measured["busy_cpu"],
     )
 
 
