@@ -150,6 +150,17 @@ def test_slow_requests_cost_the_same_cpu_under_a_forking_server() -> None:
     assert cell["server_cpu"] <= (os.cpu_count() or 1) + 0.2
 
 
+def test_a_forking_servers_cpu_includes_its_young_children() -> None:
+    """256 children do the echoing, each a few milliseconds of CPU in the window, which
+    /proc/PID/stat rounds down to 0 ticks: read that way, a forking server's echo
+    looked half as costly as the select server's."""
+    settled = LoadConfig(**{**QUICK, "warmup": 0.6})  # 256 forks take a while
+    forking = run_cell("forking", 256, settled)
+    select = run_cell("select", 256, settled)
+    assert forking["served"] >= 128 and select["served"] == 256
+    assert forking["cpu_us_per_request"] >= 0.8 * select["cpu_us_per_request"]
+
+
 def test_clients_a_blocking_server_never_serves_are_counted_as_waiting() -> None:
     cell = run_cell("blocking", 3, LoadConfig(**QUICK))
     assert (cell["served"], cell["waiting"], cell["refused"]) == (1, 2, 0)

@@ -104,15 +104,47 @@ def _stat_cpu(pid: int | str, reaped: bool) -> float:
     return sum(int(x) for x in fields[11 : 15 if reaped else 13]) / _CLK_TCK
 
 
+def _live_cpu(pid: str) -> float:
+    """CPU seconds of a live process's threads, to the nanosecond (``schedstat``)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def _tree_cpu(pid: int) -> float:
-    """CPU seconds of *pid*, its threads, its reaped children and its live children."""
-    children: set[str] = set()
+    """CPU seconds of *pid* (all its threads, live or gone), its reaped children and its
+    live children.
+
+    ``/proc/PID/stat`` counts in clock ticks (10 ms here) and rounds down: right for a
+    long-lived server, but a forking server's children are young, and a child that has
+    used 5 ms reads 0 there; so live children are read from ``schedstat`` instead.
+    """
+    return _stat_cpu(pid, reaped=True) + sum(_live_cpu(c) for c in _children(pid))
+
+
+def _children(pid: int) -> set[str]:
+    """The pids whose parent is *pid*: ``task/*/children``, and a scan of ``/proc`` for
+    their parent's pid (while children are being forked, either may miss some)."""
+    found: set[str] = set()
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
-            children.update(task.read_text().split())
+            found.update(task.read_text().split())
         except OSError:
             pass
-    return _stat_cpu(pid, reaped=True) + sum(_stat_cpu(c, reaped=True) for c in children)
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    ppid = f.read().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if ppid == str(pid):
+                found.add(entry.name)
+    return found
 
 
 def _busy_cpu() -> float:
