@@ -43,6 +43,8 @@ from array import array
 
 __all__ = ["main"]
 
+LINGER_NS = 250_000_000  # connections stay open this long after the window
+
 
 def _message(size: int, slow: bool) -> bytes:
     return (b"!" if slow else b"x") + b"x" * (size - 1)
@@ -77,6 +79,11 @@ class _Window:
             self._marks.append((now, time.process_time()))
         edge = (self.measure_from, self.stop_at, self.give_up_at)[min(len(self._marks), 2)]
         return max(0.0, min(0.1, (edge - now) / 1e9))
+
+    def linger(self) -> None:
+        """Keep the connections open a moment after the window: the runner reads the
+        server's CPU at its end, and a forking server's children exit with them."""
+        time.sleep(max(0.0, (self.stop_at + LINGER_NS - time.perf_counter_ns()) / 1e9))
 
     def report(self, out: str, latencies: array[int], **counters: object) -> dict[str, object]:
         """Write the latencies to *out*; return the counters with the window's CPU."""
@@ -177,6 +184,7 @@ def run_persistent(args: argparse.Namespace) -> dict[str, object]:
                 poller.unregister(fd)
                 outstanding -= 1
     clock.tick(now())
+    clock.linger()
     for s in socks:
         if s is not None:
             s.close()
@@ -280,6 +288,7 @@ def run_connect(args: argparse.Namespace) -> dict[str, object]:
             if total + got >= args.size:
                 finish(fd, ok=True)
     clock.tick(now())
+    clock.linger()
     timeouts = len(conns)
     for state in conns.values():
         sock, owner = state[0], state[4]

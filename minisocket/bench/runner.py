@@ -105,14 +105,16 @@ def _stat_cpu(pid: int | str, reaped: bool) -> float:
 
 
 def _live_cpu(pid: str) -> float:
-    """CPU seconds of a live process's threads, to the nanosecond (``schedstat``)."""
-    total = 0.0
+    """CPU seconds of a live process's threads, to the nanosecond (``schedstat``); of a
+    child that has exited but is not yet reaped, what ``stat`` still says."""
+    total, found = 0.0, False
     for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
         try:
             total += int(task.read_text().split()[0]) / 1e9
+            found = True
         except (OSError, ValueError, IndexError):
             pass
-    return total
+    return total if found else _stat_cpu(pid, reaped=True)
 
 
 def _tree_cpu(pid: int) -> float:
