@@ -31,8 +31,18 @@ def check_07_blocking_at_8(
     rate: float | None, served: int | None, results: Sequence[dict[str, Any]]
 ) -> None:
     """Exercise 07.1: blocking's requests per second at 8 clients, and clients served,
-    predicted from its 1-client cell (*results*: the reference run's echo cells)."""
+    predicted from its 1-client cell (*results*: the reference run's echo cells).
+
+    The rate is accepted within the spread of every run of the blocking server at every
+    concurrency -- each of them measured one client's rate on this noisy machine.
+    """
     measured = _cell(results, "blocking", 8)
+    runs = [
+        float(run["throughput"])
+        for cell in results
+        if cell["server"] == "blocking"
+        for run in cell.get("runs", [cell])
+    ]
 
     def given() -> bool:
         if rate is None or served is None:
@@ -45,8 +55,8 @@ def check_07_blocking_at_8(
             Check("both predictions are given", given),
             Check("the number of clients served", lambda: served == measured["served"]),
             Check(
-                "requests per second, within 25 % of the measured rate",
-                lambda: abs(float(rate or 0) / measured["throughput"] - 1) < 0.25,
+                "requests per second, within the spread of the blocking server's runs",
+                lambda: min(runs) <= float(rate or 0) <= max(runs),
             ),
         ],
     )
@@ -56,10 +66,12 @@ def check_07_littles_law(
     mean_latency_ms: Callable[[dict[str, Any]], float], cells: Sequence[dict[str, Any]]
 ) -> None:
     """Exercise 07.2: the mean latency of each cell from its counters and throughput
-    (Little's law), checked on every cell of a recorded run."""
+    (Little's law), checked within 10 % on the cells of a recorded run with up to 64
+    clients (at 256, clients accepted late make the identity a few per cent off)."""
+    cells = [c for c in cells if c["clients"] <= 64]
 
     def close(cell: dict[str, Any]) -> bool:
-        return abs(mean_latency_ms(cell) / float(cell["mean_ms"]) - 1) < 0.05
+        return abs(mean_latency_ms(cell) / float(cell["mean_ms"]) - 1) < 0.10
 
     full = [c for c in cells if c["served"] == c["clients"]]
     starved = [c for c in cells if c["served"] < c["clients"]]
@@ -69,15 +81,15 @@ def check_07_littles_law(
         [
             Check("it returns a number", lambda: mean_latency_ms(cells[0]) > 0),
             Check(
-                f"within 5 % in the {len(full)} cells where every client was served",
+                f"the {len(full)} cells where every client was served",
                 lambda: all(close(c) for c in full),
             ),
             Check(
-                f"within 5 % in the {len(starved)} cells where some were not",
+                f"the {len(starved)} cells where some were not",
                 lambda: all(close(c) for c in starved),
             ),
             Check(
-                f"within 5 % with slow requests ({len(slow)} cells)",
+                f"the {len(slow)} cells with slow requests",
                 lambda: bool(slow) and all(close(c) for c in slow),
             ),
         ],
