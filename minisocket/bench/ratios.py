@@ -1,63 +1,50 @@
 """minisocket against its references, as ratios measured in one run.
 
-    python -m minisocket.bench.ratios [--duration 1.5] [--trials 15] [--json FILE]
-
-Prints the machine, a table of every cell, and one line per comparison with its
-target.  Ratios are >1 when minisocket is better (more requests per second, or a
-shorter shutdown).  Nothing here asserts: the machine is shared and noisy, so the
-numbers are reported, not tested.
-
-Every cell runs ``--repeat`` times, the repetitions interleaved, so run *i* of two
-servers ran minutes apart at most and met the same machine.  A comparison is therefore
-made run by run: its line gives the median of the per-run ratios, their range, and a
-verdict -- "meets" when every run meets the target, "MISSES" when none does, and
-"k of n" otherwise (the difference is within the noise).
+Every cell the targets (:mod:`minisocket.bench.targets`) need runs ``repeat`` times,
+the repetitions interleaved, so run *i* of two servers ran minutes apart at most and met
+the same machine.  A comparison is therefore made run by run: it reports the median of
+the per-run ratios, their range, and a verdict -- "meets" when every run meets the
+target, "MISSES" when none does, and "k of n" otherwise (the difference is within the
+noise).  Ratios are > 1 when the first server answers more requests per second.
+``shutdown()`` is judged trial by trial against its limit.  Nothing here asserts: the
+machine is shared and noisy, so the numbers are reported, not tested.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import socketserver
 import statistics
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import minisocket
 
-from .runner import LoadConfig, machine, run_cell
+from .report import DEFAULT, cells_table, render
+from .runner import LoadConfig, machine, median_of, run_cell
+from .targets import SHUTDOWN, TARGETS, Target
 
-__all__ = ["Comparison", "compare", "main", "shutdown_latency"]
-
-ECHO_SERVERS = [
-    "select",
-    "select-busy",
-    "threaded",
-    "stdlib-threaded",
-    "asyncio-streams",
-    "asyncio-protocol",
-]
-ECHO_CLIENTS = [1, 8, 64, 256]
-CONNECT_SERVERS = ["pool", "threaded", "stdlib-threaded"]
-CONNECT_CLIENTS = 8
+__all__ = ["Comparison", "cells_needed", "compare", "ratios", "report", "shutdown_latency"]
 
 
 def shutdown_latency(module: Any, trials: int, seed: int = 0) -> list[float]:
     """Seconds each ``shutdown()`` took, with ``serve_forever(poll_interval=0.5)``.
 
-    Before each shutdown the loop runs for a random 0-0.5 s, so a polling loop is
+    Before each shutdown the loop runs for a random 0.05-0.5 s, so a polling loop is
     caught at a random point of its interval, as a real shutdown would be.
     """
     rng = random.Random(seed)
     times = []
     for _ in range(trials):
         server = module.TCPServer(("127.0.0.1", 0), module.BaseRequestHandler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5})
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": SHUTDOWN.poll_interval}
+        )
         thread.start()
-        time.sleep(rng.uniform(0.05, 0.5))
+        time.sleep(rng.uniform(0.05, SHUTDOWN.poll_interval))
         started = time.perf_counter()
         server.shutdown()
         times.append(time.perf_counter() - started)
@@ -66,18 +53,13 @@ def shutdown_latency(module: Any, trials: int, seed: int = 0) -> list[float]:
     return times
 
 
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    ordered = sorted(runs, key=lambda r: float(r["throughput"]))
-    return ordered[len(ordered) // 2]
-
-
 @dataclass(frozen=True)
 class Comparison:
-    """One comparison against its target, judged run by run."""
+    """One comparison, judged run by run against *target* (None: not judged)."""
 
     label: str
     ratios: list[float]  # one per interleaved repetition
-    target: float
+    target: float | None
 
     @property
     def median(self) -> float:
@@ -85,6 +67,8 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
+        if self.target is None:
+            return "-"
         met = sum(r >= self.target for r in self.ratios)
         if met == len(self.ratios):
             return "meets"
@@ -92,147 +76,126 @@ class Comparison:
             return "MISSES"
         return f"{met} of {len(self.ratios)} runs meet: within the noise"
 
-    def line(self) -> str:
-        spread = f"[{min(self.ratios):.2f}-{max(self.ratios):.2f}]"
-        return (
-            f"  {self.label:<54}{self.median:8.2f}x {spread:>13}  "
-            f"target >= {self.target:g}x: {self.verdict}"
-        )
+    def row(self) -> list[str]:
+        return [
+            self.label,
+            f"{self.median:.2f}x",
+            f"{min(self.ratios):.2f}-{max(self.ratios):.2f}",
+            "" if self.target is None else f">= {self.target:g}x",
+            self.verdict,
+        ]
 
 
-def compare(label: str, ours: list[float], theirs: list[float], target: float) -> Comparison:
+def compare(
+    label: str, ours: Sequence[float], theirs: Sequence[float], target: float | None
+) -> Comparison:
     """Compare paired measurements (higher is better for *ours*) run by run."""
     if len(ours) != len(theirs) or not ours:
         raise ValueError("compare() needs the same, non-zero number of runs on both sides")
     return Comparison(label, [a / b for a, b in zip(ours, theirs, strict=True)], target)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m minisocket.bench.ratios")
-    parser.add_argument("--duration", type=float, default=1.5, help="seconds per cell")
-    parser.add_argument("--trials", type=int, default=15, help="shutdown trials per library")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per cell (median)")
-    parser.add_argument("--json", help="also write every number to this file")
-    args = parser.parse_args(argv)
-    if not args.duration > 0 or args.trials < 1 or args.repeat < 1:
-        parser.error("--duration must be > 0, --trials and --repeat at least 1")
+def cells_needed(targets: Sequence[Target]) -> list[tuple[str, str, int]]:
+    """(server, mode, clients) of every cell the targets need, each once, in order."""
+    keys = [(t.ours, t.mode, t.clients) for t in targets]
+    keys += [(t.theirs, t.mode, t.clients) for t in targets]
+    return sorted(set(keys), key=lambda k: (k[1] != "echo", k[2], keys.index(k)))
 
+
+def ratios(
+    duration: float = 1.5,
+    repeat: int = 5,
+    trials: int = 15,
+    targets: Sequence[Target] = TARGETS,
+    progress: Callable[[str], None] | None = None,
+    cell: Callable[[str, int, LoadConfig], dict[str, Any]] = run_cell,
+    shutdown: Callable[[Any, int], list[float]] = shutdown_latency,
+) -> dict[str, Any]:
+    """Run the comparisons; return every number (see :func:`report` for the text).
+
+    *cell* runs one cell and *shutdown* times the shutdowns (the tests give stand-ins).
+    """
     info = machine()
-    print(
-        f"machine: {info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, {info['os']}"
-    )
+    mini = shutdown(minisocket, trials)
+    std = shutdown(socketserver, trials)
+    configs = {mode: LoadConfig(mode=mode, duration=duration) for mode in ("echo", "connect")}
+    plan = cells_needed(targets)
+    runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {key: [] for key in plan}
+    for _ in range(repeat):  # interleaved: every cell once, then every cell again
+        for name, mode, clients in plan:
+            runs[name, mode, clients].append(cell(name, clients, configs[mode]))
+            if progress is not None:
+                progress(f"{name} x {clients} ({mode})")
 
-    mini_shutdown = shutdown_latency(minisocket, args.trials)
-    std_shutdown = shutdown_latency(socketserver, args.trials)
-    mini_median, std_median = statistics.median(mini_shutdown), statistics.median(std_shutdown)
-    print(
-        f"\nshutdown() median over {args.trials} trials, poll_interval=0.5: "
-        f"minisocket {mini_median * 1e3:.3f} ms, socketserver {std_median * 1e3:.1f} ms"
-    )
-
-    echo = LoadConfig(mode="echo", duration=args.duration)
-    connect = LoadConfig(mode="connect", duration=args.duration)
-    plan = [(name, clients, echo) for clients in ECHO_CLIENTS for name in ECHO_SERVERS]
-    plan += [(name, -CONNECT_CLIENTS, connect) for name in CONNECT_SERVERS]
-    # Every cell runs --repeat times, the repetitions interleaved (all cells once, then
-    # all again), and the run with the median throughput represents the cell: slow
-    # drifts of a shared machine then hit every server alike.
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {(n, c): [] for n, c, _ in plan}
-    for _ in range(args.repeat):
-        for name, clients, config in plan:
-            runs[name, clients].append(run_cell(name, abs(clients), config))
-    cells = {key: _median_run(values) for key, values in runs.items()}
-
-    print(
-        f"\necho, 64-byte messages, persistent connections, {args.duration:g} s per cell, "
-        f"median of {args.repeat}"
-    )
-    print(
-        f"  {'server':<18}{'clients':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'client CPU':>12}{'server CPU':>12}{'errors':>8}"
-    )
-    for (name, clients), cell in cells.items():
-        if clients < 0:
-            continue
-        print(
-            f"  {name:<18}{clients:>8}{cell['throughput']:>10.0f}{cell['p50_ms']:>9.3f}"
-            f"{cell['p99_ms']:>9.3f}{cell['client_cpu']:>12.2f}{cell['server_cpu']:>12.2f}"
-            f"{cell['errors'] + cell['timeouts']:>8}"
-            + ("  (client saturated)" if cell["client_saturated"] else "")
-        )
-    print(f"\nconnection per request, {CONNECT_CLIENTS} clients, median of {args.repeat}")
-    for name in CONNECT_SERVERS:
-        cell = cells[name, -CONNECT_CLIENTS]
-        print(
-            f"  {name:<18}{cell['throughput']:>10.0f} req/s  p50 {cell['p50_ms']:.3f} ms  "
-            f"p99 {cell['p99_ms']:.3f} ms  errors {cell['errors'] + cell['timeouts']}"
-        )
-
-    def rates(name: str, clients: int) -> list[float]:
-        return [float(run["throughput"]) for run in runs[name, clients]]
+    def rates(name: str, mode: str, clients: int) -> list[float]:
+        return [float(r["throughput"]) for r in runs[name, mode, clients]]
 
     comparisons = [
-        Comparison("shutdown: socketserver / minisocket", [std_median / mini_median], 200),
         compare(
-            "SelectorTCPServer / stdlib ThreadingTCPServer @256",
-            rates("select", 256),
-            rates("stdlib-threaded", 256),
-            2.5,
-        ),
+            t.label,
+            rates(t.ours, t.mode, t.clients),
+            rates(t.theirs, t.mode, t.clients),
+            t.minimum,
+        )
+        for t in targets
     ]
-    for ours, label in (("select", "SelectorTCPServer"), ("select-busy", "  busy_poll 50 us")):
-        for clients in ECHO_CLIENTS:
-            for ref in ("asyncio-streams", "asyncio-protocol"):
-                comparisons.append(
-                    compare(
-                        f"{label} / {ref} @{clients}",
-                        rates(ours, clients),
-                        rates(ref, clients),
-                        1.0,
-                    )
-                )
-    for clients in ECHO_CLIENTS:
-        comparisons.append(
-            compare(
-                f"minisocket / stdlib ThreadingTCPServer @{clients}",
-                rates("threaded", clients),
-                rates("stdlib-threaded", clients),
-                1.0,
-            )
-        )
-    comparisons.append(
-        compare(
-            f"ThreadPoolTCPServer / stdlib ThreadingTCPServer, connect x{CONNECT_CLIENTS}",
-            rates("pool", -CONNECT_CLIENTS),
-            rates("stdlib-threaded", -CONNECT_CLIENTS),
-            2.0,
+    return {
+        "machine": info,
+        "config": {"duration": duration, "repeat": repeat, "trials": trials},
+        "shutdown_s": {"minisocket": mini, "socketserver": std},
+        "cells": [median_of(runs[key]) for key in plan],
+        "comparisons": [{**vars(c), "median": c.median, "verdict": c.verdict} for c in comparisons],
+    }
+
+
+def report(run: dict[str, Any]) -> str:
+    """The text of a :func:`ratios` run: the cells, the shutdown, the comparisons."""
+    config = run["config"]
+    lines = [
+        f"every cell {config['repeat']} times, interleaved, {config['duration']:g} s each; "
+        "the run with the median rate shown, req/s range over all runs",
+        cells_table(run["cells"], ("server", "mode", *DEFAULT[1:]), indent="  "),
+        "",
+    ]
+    mini, std = run["shutdown_s"]["minisocket"], run["shutdown_s"]["socketserver"]
+    within = sum(t * 1000 < SHUTDOWN.maximum_ms for t in mini)
+    verdict = {len(mini): "meets", 0: "MISSES"}.get(within, f"{within} of {len(mini)} trials")
+    lines.append(
+        f"shutdown(), serve_forever(poll_interval={SHUTDOWN.poll_interval:g}), "
+        f"{len(mini)} trials each:"
+    )
+    lines.append(
+        render(
+            ["", "median ms", "range ms", "target", "verdict"],
+            [
+                [
+                    "minisocket",
+                    f"{statistics.median(mini) * 1000:.3f}",
+                    f"{min(mini) * 1000:.3f}-{max(mini) * 1000:.3f}",
+                    f"< {SHUTDOWN.maximum_ms:g} ms",
+                    verdict,
+                ],
+                [
+                    "socketserver",
+                    f"{statistics.median(std) * 1000:.1f}",
+                    f"{min(std) * 1000:.1f}-{max(std) * 1000:.1f}",
+                    "",
+                    "",
+                ],
+            ],
+            "  ",
         )
     )
-    print(
-        f"\nratios (higher is better for minisocket): median of {args.repeat} paired runs "
-        "[range], shutdown: of the medians"
+    lines.append("")
+    lines.append(f"ratios of requests per second: median of {config['repeat']} paired runs")
+    comparisons = [Comparison(c["label"], c["ratios"], c["target"]) for c in run["comparisons"]]
+    lines.append(
+        render(
+            ["comparison", "median", "range", "target", "verdict"],
+            [c.row() for c in comparisons],
+            "  ",
+        )
     )
-    for comparison in comparisons:
-        print(comparison.line())
-    saturated = [f"{k[0]}@{abs(k[1])}" for k, v in cells.items() if v["client_saturated"]]
-    print("\nclient saturated in: " + (", ".join(saturated) if saturated else "no cell"))
-
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": info,
-                    "shutdown_s": {"minisocket": mini_shutdown, "socketserver": std_shutdown},
-                    "cells": [
-                        {**v, "mode": "echo" if key[1] > 0 else "connect", "cdf_ms": None}
-                        for key, v in cells.items()
-                    ],
-                    "comparisons": [vars(c) for c in comparisons],
-                },
-                f,
-                indent=1,
-            )
-
-
-if __name__ == "__main__":
-    main()
+    bound = [f"{c['server']} x {c['clients']}" for c in run["cells"] if c["client_bound"]]
+    lines.append("\nclient-bound cells: " + (", ".join(bound) if bound else "none"))
+    return "\n".join(lines)

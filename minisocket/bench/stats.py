@@ -37,12 +37,16 @@ def cdf_points(latencies_ns: npt.ArrayLike, n: int = 201) -> list[float]:
     return [float(v) for v in np.quantile(data, np.linspace(0.0, 1.0, n))]
 
 
-def summarize(latencies_ns: npt.ArrayLike, duration: float, **counters: Any) -> dict[str, Any]:
+def summarize(
+    latencies_ns: npt.ArrayLike, duration: float, slow: bool = False, **counters: Any
+) -> dict[str, Any]:
     """Percentiles, throughput (requests per second of *duration*) and *counters*.
 
-    Negative latencies mark slow requests (see :mod:`minisocket.bench.load`): the
-    overall figures use every request; when there are slow ones, ``normal_*`` and
-    ``slow_*`` figures describe each kind on its own.
+    Every figure describes the *answered* requests: a client that got no answer adds
+    nothing here (the runner counts such clients apart).  Negative latencies mark slow
+    requests (see :mod:`minisocket.bench.load`): the overall figures use every request;
+    with *slow*, ``normal_*`` and ``slow_*`` figures describe each kind on its own
+    (NaN when there were none).
     """
     signed = np.asarray(latencies_ns, dtype=np.int64)
     data = np.abs(signed)
@@ -53,11 +57,11 @@ def summarize(latencies_ns: npt.ArrayLike, duration: float, **counters: Any) -> 
         **percentiles(data),
         "cdf_ms": cdf_points(data),
     }
-    slow = signed < 0
-    if slow.any():
-        normal = signed[~slow]
-        summary["slow_requests"] = int(slow.sum())
+    if slow:
+        is_slow = signed < 0
+        normal = signed[~is_slow]
+        summary["slow_requests"] = int(is_slow.sum())
         summary.update({f"normal_{k}": v for k, v in percentiles(normal).items()})
-        summary.update({f"slow_{k}": v for k, v in percentiles(-signed[slow]).items()})
+        summary.update({f"slow_{k}": v for k, v in percentiles(-signed[is_slow]).items()})
         summary["normal_cdf_ms"] = cdf_points(normal)
     return {**summary, **counters}

@@ -35,11 +35,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from minisocket.evented import ProtocolRequestHandler, SelectorTCPServer
+from minisocket.bench.kinds import KINDS as BENCH_KINDS
+from minisocket.bench.kinds import SETS
+from minisocket.evented import ProtocolRequestHandler
 from minisocket.handlers import StreamRequestHandler
-from minisocket.mixins import ForkingTCPServer, ThreadingTCPServer
-from minisocket.pipeline import TCPServer
-from minisocket.pool import ThreadPoolTCPServer
 from minisocket.trace import TraceEvent
 
 __all__ = ["HANDLERS", "KINDS", "ServerPanel", "close_all"]
@@ -97,22 +96,20 @@ class _PanelServerMixIn:
     max_children = 64
 
 
-def _server_class(base: type[Any]) -> type[Any]:
+def _server_class(kind: str) -> type[Any]:
+    base = BENCH_KINDS[kind].base
+    assert base is not None, "minisocket's kinds all have a server class"
     return type(base.__name__, (_PanelServerMixIn, base), {})
 
 
-KINDS: dict[str, type[Any]] = {
-    "blocking": _server_class(TCPServer),
-    "select": _server_class(SelectorTCPServer),
-    "threaded": _server_class(ThreadingTCPServer),
-    "forking": _server_class(ForkingTCPServer),
-    "pool": _server_class(ThreadPoolTCPServer),
-}
+# minisocket's five serving models, as the bench defines them (minisocket.bench.kinds),
+# each with the panel's settings rather than the bench's.
+KINDS: dict[str, type[Any]] = {kind: _server_class(kind) for kind in SETS["minisocket"]}
 HANDLERS = ("echo", "upper", "slow")
 
 
 def _handler_class(kind: str, reply_kind: str) -> type[Any]:
-    base = _LineProtocol if kind == "select" else _LineHandler
+    base = _LineProtocol if BENCH_KINDS[kind].evented else _LineHandler
     return type(f"{reply_kind.title()}Handler", (base,), {"reply_kind": reply_kind})
 
 
