@@ -67,7 +67,8 @@ def check_07_littles_law(
 ) -> None:
     """Exercise 07.2: the mean latency of each cell from its counters and throughput
     (Little's law), checked within 10 % on the cells of a recorded run with up to 64
-    clients (at 256, clients accepted late make the identity a few per cent off)."""
+    clients (at 256, a late-accepted client's first request waited since before the
+    window opened, and the identity can be off by more than 10 %)."""
     cells = [c for c in cells if c["clients"] <= 64]
 
     def close(cell: dict[str, Any]) -> bool:
