@@ -90,7 +90,7 @@ def check_07_littles_law(
                 lambda: all(close(c) for c in starved),
             ),
             Check(
-                f"the {len(slow)} cells with slow requests",
+                f"the {len(slow)} cells with slow requests (among the {len(full)})",
                 lambda: bool(slow) and all(close(c) for c in slow),
             ),
         ],
