@@ -262,6 +262,9 @@ def test_the_servers_output_budget_aborts_with_a_reset_and_a_log_line(
     with caplog.at_level(logging.WARNING, logger="minisocket"), serving(server):
         clients = [ask_for_a_flood(server) for _ in range(12)]
         server.tracer.wait("data_received", 12)
+        # data_received is traced before the handler runs: one more pass of the loop,
+        # and the last handler's send (and any abort) is done.
+        server.tracer.wait("service_actions", server.tracer.count("service_actions") + 1)
         aborted = [r for r in caplog.records if "BufferError" in r.getMessage()]
         assert aborted  # what the kernel does not take of 12 x 6 MiB exceeds 8 MiB ...
         outcomes = [reset_or_eof(client) for client in clients[-len(aborted) :]]
@@ -276,6 +279,9 @@ def test_max_buffered_aborts_with_a_reset_and_a_log_line(caplog: pytest.LogCaptu
 
     with caplog.at_level(logging.WARNING, logger="minisocket"), serving(make(Small)) as server:
         with ask_for_a_flood(server) as client:
+            # Read only after the abort: a client reading while the handler sends could
+            # let one send() hand the kernel the whole reply, and nothing would be buffered.
+            server.tracer.wait("connection_lost")
             assert reset_or_eof(client) == "reset"
     assert any("BufferError" in r.getMessage() for r in caplog.records)
 
