@@ -480,6 +480,9 @@ def test_select_server_output_buffer_is_bounded() -> None:
     try:
         with socket.create_connection(server.server_address, timeout=TIMEOUT) as client:
             client.sendall(b"go")  # (from connection_made, the reset could beat connect())
+            # Read only after the abort: a client reading while the handler sends could
+            # keep every send() whole, and nothing would ever be buffered.
+            wait_until(lambda: lost)
             with pytest.raises(ConnectionResetError):  # never a clean end after part of it
                 recv_all(client)
     finally:
