@@ -230,7 +230,7 @@ class Connection:
         # so a handler looping over its peers never sees one vanish under it.
         self.server.call_later(0, lambda: self.lost(exc, ours))
 
-    def lost(self, exc: BaseException | None, reset: bool) -> None:
+    def lost(self, exc: BaseException | None, was_reset: bool) -> None:
         emit(self.server, "connection_lost", self.address, repr(exc) if exc else "")
         try:
             self.handler.connection_lost(exc)
@@ -238,7 +238,7 @@ class Connection:
             emit(self.server, "handle_error", self.address)
             self.server.handle_error(self.sock, self.address)
         finally:
-            (self.server.close_request if reset else self.server.shutdown_request)(self.sock)
+            (self.server.close_request if was_reset else self.server.shutdown_request)(self.sock)
 
     def attempt(self, operation: Callable[[Any], int], buffer: Any) -> int | None:
         """A non-blocking ``send`` or ``recv_into``: ``None`` if it would block, or if it

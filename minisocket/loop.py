@@ -262,10 +262,11 @@ class ServeLoop:
 
     def __release(self) -> None:
         selector, self.__selector = self.__selector, None
+        waker, self.__waker = self.__waker, None
         if selector is not None:
             selector.close()
-        if self.__waker is not None:  # (also when the selector could not be made)
-            self.__waker.close()
+        if waker is not None:  # (also when the selector could not be made)
+            waker.close()
 
     def __accept(self, events: int) -> None:
         self.__accepted += 1

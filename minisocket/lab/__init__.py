@@ -114,7 +114,8 @@ def connect_burst(backlog: int, clients: int = 10, timeout: float = 0.2) -> int:
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT) -> bool:
-    """Poll *predicate* every millisecond until true or *timeout*; return its last value."""
+    """Poll *predicate* every millisecond until it is true (return True) or *timeout*
+    seconds have passed (return False)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
