@@ -14,12 +14,14 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tokenize
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from minisocket.lab import capstone, wait_until
+from minisocket.lab import capstone
 from minisocket.lab.capstone import grader
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +50,15 @@ level 5: 05 · Mix-ins — locked (14 tests)
 
 def statuses(report: capstone.Report) -> dict[str, str]:
     return {o.test: o.status for o in report.outcomes}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # -- the reference solution and the skeleton -----------------------------------------
