@@ -46,12 +46,15 @@ def work(units: int) -> int:
     return x
 
 
-def calibrate(ms: float, trials: int = 9) -> int:
+def calibrate(ms: float, trials: int = 40) -> int:
     """How many :func:`work` units take *ms* milliseconds of CPU on an idle core.
 
     The fastest of *trials* short timings by ``time.thread_time`` (CPU, not wall time,
     so a trial that is preempted does not count as slow; the fastest, because a busy
-    machine only ever makes the loop slower).
+    machine only ever makes the loop slower).  A busy machine slows even CPU time (the
+    other thread of a core, another guest), so the trials span some 100 ms: nine trials
+    over 16 ms proved too few -- once they all ran slow, and a one-thread server was
+    credited with 1.2 cores of work.
     """
     if ms <= 0:
         return 0
